@@ -1,0 +1,260 @@
+"""``helpline``: the command line of the migrant-worker helpline.
+
+    helpline train [--force]          train the Rasa model if the data or config changed
+    helpline parse [--model PATH]     messages on stdin, one JSON object per line on stdout
+    helpline run                      train if needed, then start the Rasa server
+    helpline locales check|summary    validate the locale packs
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+# TensorFlow (imported by Rasa) prints start-up noise to stderr unless told not to.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import yaml
+
+from bot import locale_packs
+
+logger = logging.getLogger("helpline")
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL_PREFIX = "helpline-"
+# Our components that read the locale packs themselves; ``--locales`` is passed on to them.
+_PACK_COMPONENTS = ("LanguageIdentifierComponent", "GazetteerEntityExtractor")
+
+
+class CliError(Exception):
+    """An error for the operator: printed as one line, exit status 2."""
+
+
+def _training_files(packs: Iterable[locale_packs.LocalePack], data_dir: Path) -> list[Path]:
+    files = [f for pack in packs for f in pack.nlu_files]
+    if data_dir.is_dir():
+        files += sorted(data_dir.rglob("*.yml"))
+    return files
+
+
+def _config_for(config_path: Path, locales_dir: Path) -> dict:
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    for component in config.get("pipeline") or []:
+        if str(component.get("name", "")).endswith(_PACK_COMPONENTS):
+            component["locales_dir"] = str(locales_dir)
+    return config
+
+
+def fingerprint(paths: Iterable[Path], config: dict) -> str:
+    """A hash of everything training depends on: config, domain, data and our NLU code."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    code = sorted((ROOT / "nlu").rglob("*.py")) + [ROOT / "bot" / "locale_packs.py"]
+    for path in sorted(set(paths)) + code:
+        digest.update(str(path.name).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def latest_model(models_dir: Path) -> Path | None:
+    models = sorted(models_dir.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)
+    return models[-1] if models else None
+
+
+def train(
+    *,
+    locales_dir: Path = locale_packs.DEFAULT_LOCALES_DIR,
+    config_path: Path = ROOT / "config.yml",
+    domain_path: Path = ROOT / "domain.yml",
+    data_dir: Path = ROOT / "nlu" / "data",
+    models_dir: Path = ROOT / "models",
+    force: bool = False,
+) -> Path:
+    """Train a model unless one for exactly these inputs exists; returns the model's path."""
+    packs = locale_packs.discover(locales_dir)
+    for pack in packs:
+        problems = locale_packs.check(pack, minimums=False)
+        if problems:
+            raise CliError(f"locale pack {pack.code} has problems:\n  " + "\n  ".join(problems))
+    files = _training_files(packs, data_dir)
+    config = _config_for(config_path, Path(locales_dir).resolve())
+    fp = fingerprint(files + [domain_path], config)
+    name = f"{MODEL_PREFIX}{fp}"
+    target = models_dir / f"{name}.tar.gz"
+    if target.exists() and not force:
+        print(f"model is up to date: {target}", file=sys.stderr)
+        target.touch()  # newest model = the one for the current data
+        return target
+
+    print(
+        f"training on {len(files)} files from {len(packs)} locale packs "
+        f"({', '.join(p.code for p in packs)}); this takes a minute or two...",
+        file=sys.stderr,
+    )
+    from rasa.api import train as rasa_train
+
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as tmp:
+        yaml.safe_dump(config, tmp, allow_unicode=True, sort_keys=False)
+    try:
+        kwargs = dict(
+            domain=str(domain_path),
+            config=tmp.name,
+            training_files=[str(f) for f in files],
+            output=str(models_dir),
+            force_training=True,
+            fixed_model_name=name,
+        )
+        path = rasa_train(**kwargs).model
+    finally:
+        os.unlink(tmp.name)
+    if not path or not Path(path).exists():
+        raise CliError("training failed: see the messages above")
+    print(f"model saved: {path}", file=sys.stderr)
+    return Path(path)
+
+
+class Parser:
+    """Parses messages with a trained model, the same way the Rasa server does."""
+
+    def __init__(self, model_path: Path) -> None:
+        import asyncio
+
+        from rasa.core.agent import Agent
+
+        self._loop = asyncio.new_event_loop()
+        self.agent = Agent.load(str(model_path))
+        if not self.agent.is_ready():
+            raise CliError(f"could not load model {model_path}")
+
+    def parse(self, text: str) -> dict:
+        if not text.strip():
+            return {
+                "text": text, "normalized_text": "", "language": None,
+                "language_confidence": 0.0, "intent": None, "confidence": 0.0, "entities": [],
+            }
+        result = self._loop.run_until_complete(self.agent.parse_message(text))
+        intent = result.get("intent") or {}
+        return {
+            "text": text,
+            "normalized_text": result.get("text", text),
+            "language": result.get("language"),
+            "language_confidence": result.get("language_confidence", 0.0),
+            "intent": intent.get("name"),
+            "confidence": round(float(intent.get("confidence") or 0.0), 4),
+            "entities": [
+                {k: e[k] for k in ("entity", "value", "start", "end", "text") if k in e}
+                for e in result.get("entities") or []
+            ],
+        }
+
+
+def _decode(line: bytes) -> str:
+    """A line of input as text; invalid UTF-8 becomes U+FFFD rather than an error."""
+    return line.rstrip(b"\r\n").decode("utf-8", errors="replace")
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    model = Path(args.model) if args.model else latest_model(Path(args.models_dir))
+    if model is None or not model.exists():
+        raise CliError(
+            f"no model found ({args.model or args.models_dir}); run `helpline train` first"
+        )
+    parser = Parser(model)
+    out = sys.stdout
+    for raw in sys.stdin.buffer:
+        out.write(json.dumps(parser.parse(_decode(raw)), ensure_ascii=False) + "\n")
+        out.flush()
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    path = train(
+        locales_dir=Path(args.locales),
+        models_dir=Path(args.models_dir),
+        force=args.force,
+    )
+    print(path)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    model = train(locales_dir=Path(args.locales), models_dir=Path(args.models_dir))
+    host, port = args.host, args.port
+    print(
+        f"""
+The helpline is starting on http://{host}:{port} (Ctrl-C stops it). To talk to it:
+
+  understand a message:   curl -s http://{host}:{port}/model/parse -d '{{"text": "amar beton dey nai"}}'
+  many messages at once:  echo "boss keeps my passport" | uv run helpline parse
+""",
+        file=sys.stderr,
+    )
+    from rasa.__main__ import main as rasa_main
+
+    sys.argv = [
+        "rasa", "run", "--enable-api", "--model", str(model), "--interface", host,
+        "--port", str(port), "--endpoints", str(ROOT / "endpoints.yml"),
+        "--credentials", str(ROOT / "credentials.yml"),
+    ]
+    rasa_main()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="helpline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--locales", default=str(locale_packs.DEFAULT_LOCALES_DIR),
+                        help="folder of locale packs (default: %(default)s)")
+    parser.add_argument("--models-dir", default=str(ROOT / "models"),
+                        help="where models are kept (default: %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train the model if its inputs changed")
+    p.add_argument("--force", action="store_true", help="train even if nothing changed")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("parse", help="parse stdin, one message per line, into JSON lines")
+    p.add_argument("--model", help="model file (default: the newest in --models-dir)")
+    p.set_defaults(func=cmd_parse)
+
+    p = sub.add_parser("run", help="train if needed and start the server")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5005)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("locales", help="check or summarise the locale packs")
+    p.add_argument("action", choices=["check", "summary"])
+    p.add_argument("packs", nargs="*")
+    p.set_defaults(func=lambda a: locale_packs.main([a.action, *a.packs]))
+    return parser
+
+
+def _quiet_logs() -> None:
+    """Logs to stderr at WARNING: stdout is for results, and debug logs carry message text."""
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from rasa.utils.log_utils import configure_structlog
+
+    configure_structlog(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_logs()
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, locale_packs.LocalePackError) as exc:
+        print(f"helpline: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

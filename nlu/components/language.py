@@ -1,0 +1,116 @@
+"""Rasa component: identifies the language of each message (see ``nlu.langid``).
+
+Sets ``language`` (a locale pack code) and ``language_confidence`` on the message; both are in
+the parse result, so the dialogue can keep a conversation's language sticky and only switch on a
+confident message (see ``bot.language.sticky_language``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import joblib
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.nlu.constants import TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from bot import locale_packs
+from nlu.langid import FALLBACK_LANGUAGE, LanguageIdentifier
+from nlu.script import normalize
+
+logger = logging.getLogger(__name__)
+
+LANGUAGE = "language"
+LANGUAGE_CONFIDENCE = "language_confidence"
+_MODEL_FILE = "language_identifier.joblib"
+
+
+def pack_examples(locales_dir: Path | str) -> list[tuple[str, str]]:
+    """``(normalised text, language code)`` for every training example of every pack."""
+    pairs = []
+    for pack in locale_packs.discover(locales_dir):
+        for ex in locale_packs.read_examples(pack.nlu_files):
+            pairs.append((normalize(ex.text)[0], pack.code))
+    return pairs
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=True)
+class LanguageIdentifierComponent(GraphComponent):
+    """Trains on the locale packs' examples; tags each message with its language."""
+
+    @staticmethod
+    def get_default_config() -> dict[str, Any]:
+        return {
+            # Where the locale packs are; relative paths are relative to the working directory.
+            "locales_dir": "locales",
+            "fallback_language": FALLBACK_LANGUAGE,
+        }
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        identifier: LanguageIdentifier | None = None,
+    ) -> None:
+        self._config = config
+        self._model_storage = model_storage
+        self._resource = resource
+        self.identifier = identifier
+
+    @classmethod
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> LanguageIdentifierComponent:
+        return cls(config, model_storage, resource)
+
+    def train(self, training_data: TrainingData) -> Resource:
+        # The packs, not the merged training data, know which example is in which language.
+        # ``training_data`` is still an input, so Rasa retrains when any example changes.
+        pairs = pack_examples(self._config["locales_dir"])
+        self.identifier = LanguageIdentifier.train(pairs, self._config["fallback_language"])
+        logger.info(
+            "language identifier: %d examples; scripts decided by rule: %s; classifiers: %s",
+            len(pairs),
+            self.identifier.script_language,
+            sorted(self.identifier.classifiers),
+        )
+        with self._model_storage.write_to(self._resource) as path:
+            joblib.dump(self.identifier, Path(path) / _MODEL_FILE)
+        return self._resource
+
+    @classmethod
+    def load(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> LanguageIdentifierComponent:
+        with model_storage.read_from(resource) as path:
+            identifier = joblib.load(Path(path) / _MODEL_FILE)
+        return cls(config, model_storage, resource, identifier)
+
+    def process_training_data(self, training_data: TrainingData) -> TrainingData:
+        return training_data
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        for message in messages:
+            text = message.get(TEXT)
+            if not isinstance(text, str) or self.identifier is None:
+                continue
+            guess = self.identifier.identify(text)
+            message.set(LANGUAGE, guess.language, add_to_output=True)
+            message.set(LANGUAGE_CONFIDENCE, round(guess.confidence, 4), add_to_output=True)
+        return messages

@@ -1,0 +1,147 @@
+"""Script handling shared by the NLU components and the tools: normalisation of the pipeline, before any other component sees the text.
+
+What it does, in order:
+
+1. strips invisible characters (zero-width spaces and joiners, byte-order marks, bidi controls,
+   soft hyphens) and control characters that phones and copy-paste leave behind;
+2. detects Burmese typed in the Zawgyi font encoding and converts it to Unicode;
+3. applies Unicode NFC, so that the same letter typed two ways is one letter;
+4. turns native digits (Bengali ১২, Devanagari १२, Myanmar ၁၂, Thai ๑๒, and every other Unicode
+   decimal digit) into ASCII digits, so that amounts and case references read as numbers.
+
+The text as the worker typed it is kept in the message under ``original_text``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import unicodedata
+
+import regex
+
+logger = logging.getLogger(__name__)
+
+# Zawgyi is detected with Google's myanmartools model; above this probability the text is
+# treated as Zawgyi. 0.95 is the threshold the myanmartools authors recommend.
+DEFAULT_ZAWGYI_THRESHOLD = 0.95
+
+# Zero-width space/non-joiner/joiner, word joiner, BOM, soft hyphen, bidi marks and embeddings,
+# Mongolian vowel separator, invisible math operators, variation selectors.
+_INVISIBLE = regex.compile(
+    r"[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufe00-\ufe0f]"
+)
+# Control characters other than tab and newline (which become spaces below).
+_CONTROL = regex.compile(r"[\p{Cc}--[\t\n]]", flags=regex.V1)
+_SPACES = regex.compile(r"\s+")
+_MYANMAR = regex.compile(r"\p{Myanmar}")
+_NON_ASCII_DIGIT = regex.compile(r"[\p{Nd}--[0-9]]", flags=regex.V1)
+
+
+@functools.lru_cache(maxsize=1)
+def _zawgyi_detector():
+    from myanmartools import ZawgyiDetector
+
+    return ZawgyiDetector()
+
+
+def zawgyi_probability(text: str) -> float:
+    """Probability that ``text`` is Burmese typed in Zawgyi rather than Unicode (0 if no Burmese)."""
+    if not _MYANMAR.search(text):
+        return 0.0
+    return float(_zawgyi_detector().get_zawgyi_probability(text))
+
+
+def zawgyi_to_unicode(text: str) -> str:
+    from myanmar import converter
+
+    return converter.convert(text, "zawgyi", "unicode")
+
+
+def ascii_digits(text: str) -> str:
+    """Every Unicode decimal digit (১, १, ၁, ๑, ...) as its ASCII digit."""
+    return _NON_ASCII_DIGIT.sub(lambda m: str(unicodedata.decimal(m.group())), text)
+
+
+def strip_invisible(text: str) -> str:
+    text = _INVISIBLE.sub("", text)
+    text = _CONTROL.sub(" ", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def normalize(text: str, zawgyi_threshold: float = DEFAULT_ZAWGYI_THRESHOLD) -> tuple[str, str]:
+    """Normalise one message; returns the text and what conversion was applied (or "")."""
+    conversion = ""
+    text = strip_invisible(text)
+    if zawgyi_probability(text) >= zawgyi_threshold:
+        text = zawgyi_to_unicode(text)
+        conversion = "zawgyi"
+    text = unicodedata.normalize("NFC", text)
+    return ascii_digits(text), conversion
+
+
+# Scripts by their letters. Latin is what is left.
+# Scripts other than Latin that a locale pack may be written in (Unicode script names). The four
+# this project ships first, then the scripts of other migrant workers' languages, so that adding a
+# pack in one of them needs no code. Latin is what is left.
+SCRIPT_PATTERNS = {
+    name: regex.compile(rf"\p{{Script={name}}}")
+    for name in (
+        "Bengali", "Devanagari", "Myanmar", "Thai", "Khmer", "Lao", "Sinhala", "Tamil",
+        "Telugu", "Gurmukhi", "Gujarati", "Malayalam", "Kannada", "Oriya", "Arabic", "Han",
+        "Hangul", "Hiragana", "Katakana", "Cyrillic", "Greek", "Ethiopic", "Georgian", "Tibetan",
+    )
+}
+_LETTER = regex.compile(r"\p{L}|\p{M}")
+_LATIN = regex.compile(r"\p{Latin}")
+
+
+@functools.lru_cache(maxsize=4096)
+def script_of_char(ch: str) -> str:
+    """Script of one letter or mark: a name from ``SCRIPT_PATTERNS``, ``Latn``, or ``Zyyy``."""
+    for name, pattern in SCRIPT_PATTERNS.items():
+        if pattern.match(ch):
+            return name
+    return "Latn" if _LATIN.match(ch) else "Zyyy"
+
+
+def script_counts(text: str) -> dict[str, int]:
+    """How many letters (and combining marks) of ``text`` belong to each script."""
+    counts: dict[str, int] = {}
+    for ch in _LETTER.findall(text):
+        script = script_of_char(ch)
+        counts[script] = counts.get(script, 0) + 1
+    return counts
+
+
+def script_of(text: str) -> str:
+    """The main non-Latin script of ``text`` (``Bengali``, ``Myanmar``, ...) or ``Latn``.
+
+    Mixed messages ("amar বেতন") count as the non-Latin script: workers mix English or romanized
+    words into native script, rarely the other way round.
+    """
+    counts = script_counts(text)
+    native = {k: v for k, v in counts.items() if k in SCRIPT_PATTERNS}
+    if native:
+        return max(native, key=native.get)
+    return "Latn"
+
+
+def has_diacritics(text: str) -> bool:
+    """True when a Latin letter carries a mark (Vietnamese written with its tones, for instance)."""
+    return any(
+        _LATIN.match(ch) and (unicodedata.decomposition(ch) != "" or ch in "đĐ")
+        for ch in unicodedata.normalize("NFC", text)
+    )
+
+
+def fold_latin(token: str) -> str:
+    """A Latin-script token lower-cased and without diacritics ("Lương" -> "luong").
+
+    Workers type Vietnamese with or without tones; folding makes both forms one feature.
+    Tokens in other scripts are returned unchanged, so Bengali and Devanagari marks stay intact.
+    """
+    if not _LATIN.search(token) or script_of(token) != "Latn":
+        return token
+    decomposed = unicodedata.normalize("NFD", token.casefold().replace("đ", "d"))
+    return unicodedata.normalize("NFC", regex.sub(r"\p{Mn}", "", decomposed))
