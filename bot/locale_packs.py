@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from bot import taxonomy
-from nlu.script import has_diacritics, script_of, zawgyi_probability
+from nlu.script import has_diacritics, looks_like_zawgyi, script_of
 
 DEFAULT_LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 
@@ -147,7 +147,7 @@ def check(pack: LocalePack, *, minimums: bool = True) -> list[str]:
         variant = variant_of(pack.code, ex.text)
         counts[ex.intent][variant] = counts[ex.intent].get(variant, 0) + 1
         if pack.code == "my":
-            if zawgyi_probability(ex.text) > 0.5:
+            if looks_like_zawgyi(ex.text):
                 problems.append(f"{ex.text!r}: looks like Zawgyi; write training data in Unicode")
         for ent in ex.entities:
             problems.extend(_check_entity(pack, ex, ent))

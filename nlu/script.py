@@ -52,6 +52,11 @@ def zawgyi_probability(text: str) -> float:
     return float(_zawgyi_detector().get_zawgyi_probability(text))
 
 
+def looks_like_zawgyi(text: str) -> bool:
+    """Probably Zawgyi, and converting it to Unicode would change it."""
+    return zawgyi_probability(text) > 0.5 and zawgyi_to_unicode(text) != text
+
+
 def zawgyi_to_unicode(text: str) -> str:
     from myanmar import converter
 
@@ -74,8 +79,10 @@ def normalize(text: str, zawgyi_threshold: float = DEFAULT_ZAWGYI_THRESHOLD) -> 
     conversion = ""
     text = strip_invisible(text)
     if zawgyi_probability(text) >= zawgyi_threshold:
-        text = zawgyi_to_unicode(text)
-        conversion = "zawgyi"
+        # Short texts can read the same in both encodings; then conversion changes nothing.
+        converted = zawgyi_to_unicode(text)
+        if converted != text:
+            text, conversion = converted, "zawgyi"
     text = unicodedata.normalize("NFC", text)
     return ascii_digits(text), conversion
 

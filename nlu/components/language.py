@@ -77,8 +77,16 @@ class LanguageIdentifierComponent(GraphComponent):
     def train(self, training_data: TrainingData) -> Resource:
         # The packs, not the merged training data, know which example is in which language.
         # ``training_data`` is still an input, so Rasa retrains when any example changes.
-        pairs = pack_examples(self._config["locales_dir"])
-        self.identifier = LanguageIdentifier.train(pairs, self._config["fallback_language"])
+        locales_dir = self._config["locales_dir"]
+        pairs = pack_examples(locales_dir)
+        packs = locale_packs.discover(locales_dir)
+        self.identifier = LanguageIdentifier.train(
+            pairs,
+            self._config["fallback_language"],
+            priors={p.code: float(p.meta.get("langid_prior", 1.0)) for p in packs},
+            defers_to={p.code: p.meta["langid_defers_to"] for p in packs
+                       if p.meta.get("langid_defers_to")},
+        )
         logger.info(
             "language identifier: %d examples; scripts decided by rule: %s; classifiers: %s",
             len(pairs),

@@ -30,6 +30,7 @@ from nlu.script import fold_latin
 # Runs of one script: Thai, Myanmar, or anything else that makes up words.
 _RUNS = regex.compile(
     r"(?P<thai>[\p{Thai}]+)|(?P<mymr>[\p{Myanmar}]+)|(?P<word>[\p{L}\p{M}\p{N}]+(?:['’][\p{L}]+)*)"
+    r"|(?P<symbol>\p{So})"  # emoji and symbols: "👍" says yes, "😭" says something too
 )
 # Burmese syllable break (sylbreak): before a consonant not stacked under a virama (U+1039) and
 # not killed by an asat (U+103A), and before independent vowels, digits and punctuation.
@@ -61,7 +62,7 @@ def segment(text: str) -> list[tuple[str, int, int]]:
     out: list[tuple[str, int, int]] = []
     for m in _RUNS.finditer(text):
         start = m.start()
-        if m.lastgroup == "word":
+        if m.lastgroup in ("word", "symbol"):
             out.append((m.group(), start, m.end()))
             continue
         pieces = thai_words(m.group()) if m.lastgroup == "thai" else burmese_syllables(m.group())
@@ -118,7 +119,6 @@ class MultilingualTokenizer(Tokenizer):
         text: str | None = message.get(attribute)
         if not text:
             return []
-        return [
-            Token(word, start, end, lemma=fold_latin(word.casefold()))
-            for word, start, end in segment(text)
-        ]
+        words = segment(text) or [(text.strip(), 0, len(text))]
+        # A message of only punctuation ("?", "...") still gets one token, so it has features.
+        return [Token(word, start, end, lemma=fold_latin(word.casefold())) for word, start, end in words]

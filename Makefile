@@ -1,0 +1,48 @@
+# The same commands locally and in CI. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.10 (Rasa 3.6 refuses 3.11+). A pyenv 3.10 is used when there is one; otherwise uv finds
+# or downloads a 3.10 itself (set UV_PYTHON_DOWNLOADS=never to forbid downloads).
+PYENV_310 := $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.10.*/bin/python3.10)
+PYTHON ?= $(if $(PYENV_310),$(lastword $(PYENV_310)),3.10)
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+RUN := $(UV) run --frozen --no-sync
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: help install run train test test-fast lint bench-nlu clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.tools/bin/uv:
+	@echo ">> installing uv (the Python package manager) into .tools/"
+	python3 -m venv .tools && .tools/bin/pip install --quiet --progress-bar on uv
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	@echo ">> installing Python 3.10 dependencies (Rasa 3.6 and friends; first time: a few minutes, ~3 GB)"
+	$(UV) sync --frozen --python "$(PYTHON)"
+	@touch $@
+
+install: .venv/.installed ## install everything that is missing
+
+train: install ## train the model if there is none or its inputs changed
+	$(RUN) helpline train
+
+run: install ## install, train if needed, start the helpline and print how to talk to it
+	$(RUN) helpline run
+
+test: install ## install and run the whole test suite (trains a model; ~10 min)
+	$(RUN) pytest -ra
+
+test-fast: install ## the tests that do not train a model
+	$(RUN) pytest -ra -m "not slow"
+
+lint: install ## ruff
+	$(RUN) ruff check bot nlu actions tests
+
+bench-nlu: install ## train ours and stock Rasa, evaluate on the held-out set, update docs/benchmarks.md
+	$(RUN) python tests/bench/bench_nlu.py --write docs/benchmarks.md
+
+clean: ## remove trained models and caches (not the installed environment)
+	rm -rf models .rasa .pytest_cache

@@ -1,0 +1,30 @@
+"""Shared fixtures. Network access beyond loopback is a test failure."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_outside_network(monkeypatch):
+    """Only loopback connections: a test that reaches the internet fails instead of hanging."""
+    real_connect = socket.socket.connect
+
+    def guarded(sock, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (
+            host.startswith("127.") or host in ("localhost", "::1") or sock.family == socket.AF_UNIX
+        ):
+            raise RuntimeError(f"test tried to reach {host}: network access is not allowed")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    # Rasa's telemetry would try to phone home.
+    monkeypatch.setenv("RASA_TELEMETRY_ENABLED", "false")

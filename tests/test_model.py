@@ -1,0 +1,160 @@
+"""Train the real model once and parse in every language, as `helpline parse` and the server do."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def model() -> Path:
+    # models/ is the product's own model folder: an up-to-date model is reused, not retrained
+    return cli.train(models_dir=ROOT / "models")
+
+
+@pytest.fixture(scope="session")
+def parser(model):
+    return cli.Parser(model)
+
+
+# One clear message per language for a few intents, written for this test.
+EXAMPLES = [
+    ("my boss not pay salary 3 month", "en", "wages"),
+    ("agent keep my passport", "en", "documents"),
+    ("আমার পাসপোর্ট মালিক রেখে দিছে", "bn", "documents"),
+    ("amar beton 3 mash dei nai", "bn", "wages"),
+    ("मेरो तलब तीन महिनादेखि आएको छैन", "ne", "wages"),
+    ("sahu le passport rakhyo", "ne", "documents"),
+    ("အလုပ်ရှင်က ပတ်စပို့ သိမ်းထားတယ်", "my", "documents"),
+    ("công ty giữ hộ chiếu của tôi", "vi", "documents"),
+    ("cong ty chua tra luong 2 thang", "vi", "wages"),
+    ("gaji sy blm dibayar 3 bulan", "id", "wages"),
+    ("นายจ้างยึดพาสปอร์ตผมไว้", "th", "documents"),
+    ("เงินเดือนไม่ออกมาสองเดือนแล้ว", "th", "wages"),
+]
+
+
+@pytest.mark.parametrize("text, language, intent", EXAMPLES)
+def test_parse_in_every_language(parser, text, language, intent):
+    result = parser.parse(text)
+    assert (result["language"], result["intent"]) == (language, intent), result
+
+
+def test_zawgyi_is_understood_like_unicode(parser):
+    unicode = parser.parse("အလုပ်ရှင်က လစာ မပေးဘူး")
+    zawgyi = parser.parse("အလုပ္ရွင္က လစာ မေပးဘူး")
+    assert zawgyi["normalized_text"] == unicode["text"]
+    assert zawgyi["language"] == "my"
+    assert zawgyi["intent"] == unicode["intent"]
+
+
+def test_entities_in_native_script_and_digits(parser):
+    result = parser.parse("HX-৪৮২১ কেসের কী খবর")
+    assert {"entity": "case_ref", "value": "HX-4821"}.items() <= result["entities"][0].items()
+    result = parser.parse("saya kerja di malaysia, agen ambil 20 juta")
+    assert [(e["entity"], e["value"]) for e in result["entities"]] == [("country", "MY")]
+
+
+def test_train_skips_when_nothing_changed(model):
+    assert cli.train(models_dir=model.parent) == model
+
+
+def test_helpline_parse_command(model, tmp_path):
+    lines = [
+        "boss keep my passport".encode(),
+        b"",
+        "আমার বেতন দেয় নাই".encode(),
+        b"\xff\xfe invalid utf-8 \xc3",
+        ("x" * 100_000).encode(),
+        "<script>alert(1)</script>'; DROP TABLE cases;--".encode(),
+        "\x00\x07 control \x1b[31m".encode(),
+        "😭😭😭".encode(),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "parse", "--model", str(model)],
+        input=b"\n".join(lines) + b"\n",
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    out = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert len(out) == len(lines)
+    keys = {"text", "normalized_text", "language", "language_confidence", "intent",
+            "confidence", "entities"}
+    assert all(set(o) == keys for o in out)
+    assert out[0]["intent"] == "documents" and out[0]["language"] == "en"
+    assert out[1]["intent"] is None  # an empty line stays a line
+    assert out[2]["language"] == "bn"
+    assert "\ufffd" in out[3]["text"]  # invalid bytes replaced, not fatal
+    assert all(o["intent"] for i, o in enumerate(out) if i != 1)
+
+
+def test_parse_without_a_model_is_a_clear_error(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--models-dir", str(tmp_path), "parse"],
+        input=b"hi\n", capture_output=True, cwd=ROOT, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert b"no model found" in proc.stderr and b"helpline train" in proc.stderr
+
+
+def test_rasa_data_validate():
+    files = [str(f) for f in sorted((ROOT / "locales").glob("*/nlu/*.yml"))]
+    proc = subprocess.run(
+        [sys.executable, "-m", "rasa", "data", "validate", "--domain", "domain.yml",
+         "--config", "config.yml", "--fail-on-warnings", "--data", *files],
+        capture_output=True, cwd=ROOT, timeout=600,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr).decode()[-3000:]
+
+
+KHMER_PACK = {
+    "pack.yml": "code: km\nname: ខ្មែរ\nenglish_name: Khmer\ncountries:\n  TH: [ថៃ]\n"
+    "languages:\n  km: [ខ្មែរ]\n",
+    "nlu/intents.yml": """version: "3.1"
+nlu:
+- intent: greet
+  examples: |
+    - សួស្តី
+    - ជំរាបសួរ
+    - សួស្តីបង
+- intent: wages
+  examples: |
+    - ខ្ញុំមិនទាន់បានប្រាក់ខែទេ
+    - ថៅកែមិនឲ្យប្រាក់ខែ
+    - ប្រាក់ខែតិចពេក
+- intent: documents
+  examples: |
+    - ថៅកែយកលិខិតឆ្លងដែនខ្ញុំ
+    - លិខិតឆ្លងដែនខ្ញុំនៅឯភ្នាក់ងារ
+    - គេមិនឲ្យលិខិតឆ្លងដែនមកវិញ
+""",
+}
+
+
+def test_a_new_language_is_a_new_folder(tmp_path):
+    """A tiny Khmer pack, added as a folder, is trained on and identified: no code changes."""
+    locales = tmp_path / "locales"
+    shutil.copytree(ROOT / "locales", locales)
+    for name, text in KHMER_PACK.items():
+        (locales / "km" / name).parent.mkdir(parents=True, exist_ok=True)
+        (locales / "km" / name).write_text(text, encoding="utf-8")
+    model = cli.train(locales_dir=locales, models_dir=tmp_path / "models")
+    parser = cli.Parser(model)
+    result = parser.parse("ថៅកែមិនទាន់ឲ្យប្រាក់ខែខ្ញុំទេ")
+    assert result["language"] == "km"
+    assert result["intent"] == "wages"
+    assert parser.parse("ខ្ញុំធ្វើការនៅថៃ")["entities"][0]["value"] == "TH"
