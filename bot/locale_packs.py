@@ -118,6 +118,12 @@ MIN_VARIANT_PER_INTENT = 10
 REQUIRED_VARIANTS = {"bn": "romanized", "ne": "romanized", "vi": "no_diacritics"}
 
 
+def known_languages(pack: LocalePack) -> set[str]:
+    """The taxonomy's language codes and every pack beside this one (a new pack is a new code)."""
+    siblings = {p.name for p in pack.path.parent.iterdir() if (p / "pack.yml").is_file()}
+    return set(taxonomy.LANGUAGE_NAMES) | siblings
+
+
 def check(pack: LocalePack, *, minimums: bool = True) -> list[str]:
     """Problems with a pack, as human-readable lines; an empty list means the pack is usable."""
     problems: list[str] = []
@@ -125,7 +131,7 @@ def check(pack: LocalePack, *, minimums: bool = True) -> list[str]:
         if iso not in taxonomy.COUNTRIES:
             problems.append(f"pack.yml: unknown country code {iso}")
     for lang in pack.languages:
-        if lang not in taxonomy.LANGUAGE_NAMES:
+        if lang not in known_languages(pack):
             problems.append(f"pack.yml: unknown language code {lang}")
     if not pack.nlu_files:
         return problems + [f"{pack.path}/nlu: no training files"]
@@ -167,6 +173,22 @@ def check(pack: LocalePack, *, minimums: bool = True) -> list[str]:
     return problems
 
 
+def check_across(packs: list[LocalePack]) -> list[str]:
+    """The same message labelled with different intents in two packs ("k": ok in English, no in
+    Vietnamese): one model learns from all packs, so it must not be taught both."""
+    seen: dict[str, tuple[str, str]] = {}
+    problems = []
+    for pack in packs:
+        for ex in read_examples(pack.nlu_files):
+            key = " ".join(ex.text.casefold().split())
+            other = seen.setdefault(key, (pack.code, ex.intent))
+            if other[1] != ex.intent:
+                problems.append(
+                    f"{ex.text!r} is {other[1]} in {other[0]} but {ex.intent} in {pack.code}"
+                )
+    return problems
+
+
 def _check_entity(pack: LocalePack, ex: Example, ent: dict) -> list[str]:
     name, value = ent.get("entity"), ent.get("value")
     where = f"{ex.source.name}: {ex.text!r}"
@@ -178,8 +200,8 @@ def _check_entity(pack: LocalePack, ex: Example, ent: dict) -> list[str]:
         if surface.casefold() not in names:
             return [f"{where}: {surface!r} is not listed under countries.{value} in pack.yml"]
     elif name == "language":
-        if value not in taxonomy.LANGUAGE_NAMES:
-            return [f"{where}: language value {value!r} is not a taxonomy code"]
+        if value not in known_languages(pack):
+            return [f"{where}: language value {value!r} is not a taxonomy code or a pack"]
         surface = ex.text[ent["start"] : ent["end"]]
         names = [n.casefold() for n in pack.languages.get(value, [])]
         if surface.casefold() not in names:
@@ -219,6 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         for p in problems:
             print(f"  - {p}")
         failed |= bool(problems)
+    if args.command == "check" and len(packs) > 1:
+        across = check_across(packs)
+        for p in across:
+            print(f"across packs: {p}")
+        failed |= bool(across)
     return 1 if failed else 0
 
 

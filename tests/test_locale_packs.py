@@ -24,6 +24,10 @@ def test_pack_names_every_country_and_language(pack):
     assert set(pack.languages) >= {"en", "bn", "ne", "my", "vi", "id", "th"}
 
 
+def test_no_message_has_two_intents_across_packs():
+    assert locale_packs.check_across(PACKS) == []
+
+
 def test_check_reports_what_is_missing(tmp_path):
     pack_dir = tmp_path / "xx"
     shutil.copytree(locale_packs.DEFAULT_LOCALES_DIR / "en", pack_dir)
