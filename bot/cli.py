@@ -4,6 +4,9 @@
     helpline parse [--model PATH]     messages on stdin, one JSON object per line on stdout
     helpline run                      train if needed, then start the Rasa server
     helpline locales check|summary    validate the locale packs
+    helpline cases list|show [REF]    the case store, for operators
+    helpline db upgrade               bring the case store's schema up to date
+    helpline keygen                   a new key for HELPLINE_ENCRYPTION_KEY
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import yaml
 
 from bot import locale_packs
+from bot.settings import SettingsError
 
 logger = logging.getLogger("helpline")
 
@@ -207,6 +211,112 @@ The helpline is starting on http://{host}:{port} (Ctrl-C stops it). To talk to i
     return 0
 
 
+def _case_row(case) -> dict:
+    """What an operator's list shows: no personal data."""
+    return {
+        "reference": case.reference,
+        "created_at": case.created_at.isoformat(timespec="seconds"),
+        "urgency": case.urgency,
+        "status": case.status,
+        "category": case.category,
+        "language": case.language,
+        "country": case.country,
+        "channel": case.channel,
+        "assigned_to": case.assigned_to,
+        "ilo_indicators": list(case.ilo_indicators or []),
+    }
+
+
+def _case_detail(case) -> dict:
+    from bot.store.repository import INTAKE_FIELDS
+
+    return {
+        **_case_row(case),
+        "organisation": case.organisation,
+        "handoff": case.handoff,
+        "intake": {f: getattr(case, f) for f in INTAKE_FIELDS},
+        "transcript": [
+            {"at": m.created_at.isoformat(timespec="seconds"), "direction": m.direction,
+             "author": m.author, "text": m.text}
+            for m in case.messages
+        ],
+        "events": [
+            {"at": e.created_at.isoformat(timespec="seconds"), "kind": e.kind, "actor": e.actor,
+             "detail": e.detail, "note": e.note}
+            for e in case.events
+        ],
+    }
+
+
+def _print_table(rows: List[dict]) -> None:
+    if not rows:
+        print("no cases")
+        return
+    columns = [c for c in rows[0] if c != "ilo_indicators"]
+    widths = {c: max(len(c), *(len(str(r[c] or "-")) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(str(r[c] or "-").ljust(widths[c]) for c in columns))
+
+
+def cmd_cases(args: argparse.Namespace) -> int:
+    from bot.settings import load
+    from bot.store import open_database
+    from bot.store import repository as repo
+
+    db = open_database(load())
+    try:
+        with db.session() as session:
+            if args.action == "list":
+                cases = repo.list_cases(
+                    session, status=args.status, urgency=args.urgency, language=args.language,
+                    country=args.country, category=args.category, assigned_to=args.assigned_to,
+                    open_only=args.open, limit=args.limit,
+                )
+                rows = [_case_row(c) for c in cases]
+                if args.format == "json":
+                    print(json.dumps(rows, ensure_ascii=False, indent=1))
+                else:
+                    _print_table(rows)
+                return 0
+            case = repo.find_case(session, reference=args.reference or "")
+            if case is None:
+                raise CliError(f"no case {args.reference!r}")
+            repo.record_view(session, case=case, actor=f"operator:{os.environ.get('USER', '?')}")
+            detail = _case_detail(case)
+        if args.format == "json":
+            print(json.dumps(detail, ensure_ascii=False, indent=1))
+        else:
+            for key, value in detail.items():
+                if isinstance(value, (list, dict)):
+                    print(f"{key}:")
+                    items = value.items() if isinstance(value, dict) else enumerate(value)
+                    for k, v in items:
+                        print(f"  {k}: {v}")
+                else:
+                    print(f"{key}: {value}")
+        return 0
+    finally:
+        db.dispose()
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from bot.settings import load
+    from bot.store import open_database
+
+    settings = load()
+    open_database(settings).dispose()
+    print(f"case store is up to date ({settings.database_url.split('://')[0]})", file=sys.stderr)
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from bot.store.crypto import generate_key
+
+    print(generate_key())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="helpline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,6 +338,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5005)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("cases", help="list or show cases in the case store (operators)")
+    p.add_argument("action", choices=["list", "show"])
+    p.add_argument("reference", nargs="?", help="case reference, for show (HX-123456)")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    for name in ("status", "urgency", "language", "country", "category", "assigned-to"):
+        p.add_argument(f"--{name}", help=f"only cases with this {name}")
+    p.add_argument("--open", action="store_true", help="only cases not resolved or closed")
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(func=cmd_cases)
+
+    p = sub.add_parser("db", help="bring the case store's schema up to date")
+    p.add_argument("action", choices=["upgrade"])
+    p.set_defaults(func=cmd_db)
+
+    p = sub.add_parser("keygen", help="print a new encryption key for HELPLINE_ENCRYPTION_KEY")
+    p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("locales", help="check or summarise the locale packs")
     p.add_argument("action", choices=["check", "summary"])
@@ -251,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_logs()
     try:
         return int(args.func(args) or 0)
-    except (CliError, locale_packs.LocalePackError) as exc:
+    except (CliError, locale_packs.LocalePackError, SettingsError) as exc:
         print(f"helpline: error: {exc}", file=sys.stderr)
         return 2
 

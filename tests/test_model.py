@@ -72,13 +72,13 @@ def test_train_skips_when_nothing_changed(model):
 
 def test_helpline_parse_command(model, tmp_path):
     lines = [
-        "boss keep my passport".encode(),
+        b"boss keep my passport",
         b"",
         "আমার বেতন দেয় নাই".encode(),
         b"\xff\xfe invalid utf-8 \xc3",
         ("x" * 100_000).encode(),
-        "<script>alert(1)</script>'; DROP TABLE cases;--".encode(),
-        "\x00\x07 control \x1b[31m".encode(),
+        b"<script>alert(1)</script>'; DROP TABLE cases;--",
+        b"\x00\x07 control \x1b[31m",
         "😭😭😭".encode(),
     ]
     proc = subprocess.run(
@@ -164,3 +164,31 @@ def test_a_new_language_is_a_new_folder(tmp_path):
     assert result["language"] == "km"
     assert result["intent"] == "wages"
     assert parser.parse("ខ្ញុំធ្វើការនៅថៃ")["entities"][0]["value"] == "TH"
+
+
+# What the model must keep reaching on the held-out set (never trained on). The product targets
+# are intent macro-F1 >= 0.85 and language identification >= 0.95 in every language; where a
+# floor here is lower, that language does not reach the target yet (see docs/benchmarks.md).
+F1_FLOOR = 0.85
+LANGUAGE_FLOORS = {"en": 0.95, "bn": 0.95, "ne": 0.95, "my": 0.95, "vi": 0.95, "th": 0.95,
+                   "id": 0.92, "ms": 0.80}
+
+
+@pytest.fixture(scope="session")
+def heldout_scores(model):
+    from nlu.evaluation import evaluate, load_heldout
+
+    return evaluate(model, load_heldout())
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGE_FLOORS))
+def test_heldout_quality(heldout_scores, language):
+    scores = heldout_scores[language]
+    assert scores["f1"] >= F1_FLOOR, scores
+    assert scores["lang_acc"] >= LANGUAGE_FLOORS[language], scores
+
+
+def test_heldout_zawgyi_rows_are_understood(heldout_scores):
+    assert heldout_scores["my/zawgyi"]["n"] >= 100
+    assert heldout_scores["my/zawgyi"]["lang_acc"] >= 0.95
+    assert heldout_scores["my/zawgyi"]["f1"] >= F1_FLOOR

@@ -1,0 +1,157 @@
+"""Tables of the case store.
+
+Designed for the caseworker dashboard: queues by urgency and status, filters by language,
+country and category, assignment and notes, all indexed. Every field a worker told us in their
+own words (and their address) is an ``Encrypted`` column: ciphertext in the database, text in
+Python. Categories, urgency, status, language and country stay in clear, so cases can be
+filtered and counted without decrypting anything, and survive erasure as anonymous counts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import declarative_base, relationship
+from sqlalchemy.types import TypeDecorator
+
+Base = declarative_base()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Encrypted(TypeDecorator):
+    """Text encrypted at rest with the engine's cipher (``Database`` attaches it to the dialect,
+    so two databases with different keys can live in one process)."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        return dialect.helpline_cipher.encrypt(str(value))
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        return dialect.helpline_cipher.decrypt(value)
+
+
+class Contact(Base):
+    """A worker as a channel knows them: only a keyed hash identifies them in clear."""
+
+    __tablename__ = "contacts"
+
+    id = Column(Integer, primary_key=True)
+    pseudonym = Column(String(64), nullable=False, unique=True)  # HMAC of channel + address
+    channel = Column(String(16), nullable=False)  # telegram, whatsapp, sms, rest
+    address = Column(Encrypted)  # phone number or chat id, only to send replies
+    language = Column(String(8))
+    country = Column(String(2))  # destination country, ISO 3166-1 alpha-2
+    opted_out = Column(Boolean, nullable=False, default=False)  # STOP until START
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    last_seen_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    erased_at = Column(DateTime(timezone=True))
+
+    cases = relationship("Case", back_populates="contact")
+    messages = relationship("Message", back_populates="contact", cascade="all, delete-orphan")
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        Index("ix_cases_queue", "status", "urgency", "created_at"),
+        Index("ix_cases_filters", "language", "country", "category"),
+    )
+
+    id = Column(Integer, primary_key=True)
+    reference = Column(String(16), nullable=False, unique=True)  # HX-123456
+    secret_hash = Column(String(128))  # scrypt of the short secret given at filing
+    contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="SET NULL"), index=True)
+    organisation = Column(String(64), index=True)  # partner NGO the case is routed to
+    category = Column(String(32), nullable=False, default="other")
+    urgency = Column(String(16), nullable=False, default="normal")
+    status = Column(String(16), nullable=False, default="new")
+    ilo_indicators = Column(JSON, nullable=False, default=list)
+    language = Column(String(8))
+    country = Column(String(2))
+    channel = Column(String(16))
+    assigned_to = Column(String(64), index=True)
+    handoff = Column(Boolean, nullable=False, default=False)  # a person must answer
+
+    # Intake, in the worker's words (all optional: every question can be skipped).
+    what_happened = Column(Encrypted)
+    city = Column(Encrypted)
+    workplace = Column(Encrypted)
+    who = Column(Encrypted)  # employer, agent or broker
+    happened_when = Column(Encrypted)
+    workers_affected = Column(Integer)
+    fees_paid = Column(Encrypted)
+    wages_owed = Column(Encrypted)
+    may_identify = Column(Boolean)
+    consent_ngo = Column(Boolean)
+    consent_authorities = Column(Boolean)
+    consent_employer = Column(Boolean)
+    safe_contact = Column(Encrypted)  # a safe way and time to reach the worker
+
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+    updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow, onupdate=utcnow)
+    closed_at = Column(DateTime(timezone=True))
+
+    contact = relationship("Contact", back_populates="cases")
+    messages = relationship("Message", back_populates="case", order_by="Message.id")
+    events = relationship(
+        "CaseEvent", back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"
+    )
+
+
+class Message(Base):
+    """The transcript, both directions."""
+
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("channel", "provider_id", name="uq_messages_provider"),)
+
+    id = Column(Integer, primary_key=True)
+    contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
+    case_id = Column(Integer, ForeignKey("cases.id", ondelete="SET NULL"), index=True)
+    direction = Column(String(3), nullable=False)  # "in" from the worker, "out" to them
+    channel = Column(String(16), nullable=False)
+    provider_id = Column(String(64))  # Telegram update id, Twilio MessageSid: deduplication
+    text = Column(Encrypted)
+    language = Column(String(8))
+    intent = Column(String(32))
+    author = Column(String(64))  # "bot", a caseworker, or null for the worker
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+    contact = relationship("Contact", back_populates="messages")
+    case = relationship("Case", back_populates="messages")
+
+
+class CaseEvent(Base):
+    """Audit trail: created, status_changed, urgency_changed, viewed, note, assignment, erased."""
+
+    __tablename__ = "case_events"
+
+    id = Column(Integer, primary_key=True)
+    case_id = Column(Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True)
+    kind = Column(String(32), nullable=False)
+    actor = Column(String(64), nullable=False)  # "bot", "worker", a caseworker, "operator"
+    detail = Column(JSON, nullable=False, default=dict)  # never personal data
+    note = Column(Encrypted)  # a caseworker's note may quote the worker
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+    case = relationship("Case", back_populates="events")

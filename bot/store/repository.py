@@ -1,0 +1,312 @@
+"""Reading and writing the case store: keyword-only functions that take an explicit session.
+
+Every change to a case leaves a ``CaseEvent`` (who, what, when) for the audit trail.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import case as sql_case
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from bot import taxonomy
+from bot.store.models import Case, CaseEvent, Contact, Message, utcnow
+
+# The status workflow (taxonomy): new -> triaged -> in_progress -> (referred) -> resolved ->
+# closed. An emergency may skip triage; a worker's new message reopens a resolved case.
+TRANSITIONS: dict[str, set[str]] = {
+    "new": {"triaged", "in_progress", "closed"},
+    "triaged": {"in_progress", "referred", "closed"},
+    "in_progress": {"referred", "resolved"},
+    "referred": {"in_progress", "resolved"},
+    "resolved": {"closed", "in_progress"},
+    "closed": set(),
+}
+URGENCY_RANK = {u: i for i, u in enumerate(taxonomy.URGENCIES)}  # immediate first
+INTAKE_FIELDS = (
+    "what_happened", "city", "workplace", "who", "happened_when", "workers_affected",
+    "fees_paid", "wages_owed", "may_identify", "consent_ngo", "consent_authorities",
+    "consent_employer", "safe_contact",
+)
+SECRET_DIGITS = 4
+
+
+class StoreError(ValueError):
+    """A request the store refuses (unknown status, forbidden transition...)."""
+
+
+def pseudonym(key: str, channel: str, address: str) -> str:
+    """The sender id of a worker: a keyed hash of channel and address, never the address."""
+    mac = hmac.new(key.encode(), f"{channel}:{address}".encode(), hashlib.sha256)
+    return mac.hexdigest()
+
+
+def _hash_secret(secret: str, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
+
+
+def check_secret(case: Case, secret: str) -> bool:
+    if not case.secret_hash or not secret:
+        return False
+    _, salt, _ = case.secret_hash.split("$")
+    expected = _hash_secret(secret.strip(), base64.b64decode(salt))
+    return hmac.compare_digest(expected, case.secret_hash)
+
+
+def upsert_contact(
+    session: Session,
+    *,
+    pseudonym: str,
+    channel: str,
+    address: str | None = None,
+    language: str | None = None,
+    country: str | None = None,
+) -> Contact:
+    contact = session.execute(
+        select(Contact).where(Contact.pseudonym == pseudonym)
+    ).scalar_one_or_none()
+    if contact is None:
+        contact = Contact(pseudonym=pseudonym, channel=channel)
+        session.add(contact)
+    if address is not None:
+        contact.address = address
+    if language:
+        contact.language = language
+    if country:
+        contact.country = country
+    contact.last_seen_at = utcnow()
+    contact.erased_at = None
+    session.flush()
+    return contact
+
+
+def _new_reference(session: Session) -> str:
+    for _ in range(50):
+        reference = f"HX-{secrets.randbelow(900_000) + 100_000}"
+        if session.execute(select(Case.id).where(Case.reference == reference)).first() is None:
+            return reference
+    raise StoreError("could not find a free case reference")  # pragma: no cover
+
+
+def create_case(
+    session: Session,
+    *,
+    contact: Contact | None,
+    category: str = "other",
+    urgency: str = "normal",
+    language: str | None = None,
+    country: str | None = None,
+    channel: str | None = None,
+    ilo_indicators: Iterable[str] = (),
+    actor: str = "bot",
+    **intake: Any,
+) -> tuple[Case, str]:
+    """A new case and the short secret that, with its reference, shows its status elsewhere."""
+    _check(category, taxonomy.CASE_CATEGORIES, "category")
+    _check(urgency, taxonomy.URGENCIES, "urgency")
+    indicators = sorted(set(ilo_indicators))
+    for indicator in indicators:
+        _check(indicator, taxonomy.ILO_INDICATORS, "ILO indicator")
+    unknown = set(intake) - set(INTAKE_FIELDS)
+    if unknown:
+        raise StoreError(f"unknown intake fields: {', '.join(sorted(unknown))}")
+    secret = "".join(str(secrets.randbelow(10)) for _ in range(SECRET_DIGITS))
+    case = Case(
+        reference=_new_reference(session),
+        secret_hash=_hash_secret(secret),
+        contact=contact,
+        category=category,
+        urgency=urgency,
+        status="new",
+        ilo_indicators=indicators,
+        language=language or (contact.language if contact else None),
+        country=country or (contact.country if contact else None),
+        channel=channel or (contact.channel if contact else None),
+        **intake,
+    )
+    session.add(case)
+    session.flush()
+    _event(session, case, "created", actor, {"category": category, "urgency": urgency})
+    return case, secret
+
+
+def _check(value: str, allowed: Iterable[str], what: str) -> None:
+    if value not in allowed:
+        raise StoreError(f"unknown {what} {value!r}")
+
+
+def _event(session, case, kind, actor, detail=None, note=None) -> CaseEvent:
+    event = CaseEvent(case=case, kind=kind, actor=actor, detail=detail or {}, note=note)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def add_message(
+    session: Session,
+    *,
+    contact: Contact,
+    direction: str,
+    text: str,
+    channel: str | None = None,
+    case: Case | None = None,
+    language: str | None = None,
+    intent: str | None = None,
+    author: str | None = None,
+    provider_id: str | None = None,
+) -> Message:
+    if direction not in ("in", "out"):
+        raise StoreError("direction must be 'in' or 'out'")
+    message = Message(
+        contact=contact, case=case, direction=direction, text=text,
+        channel=channel or contact.channel, language=language, intent=intent, author=author,
+        provider_id=provider_id,
+    )
+    session.add(message)
+    if case is not None and direction == "in" and case.status == "resolved":
+        change_status(session, case=case, status="in_progress", actor="worker")
+    session.flush()
+    return message
+
+
+def change_status(session: Session, *, case: Case, status: str, actor: str) -> None:
+    _check(status, taxonomy.STATUSES, "status")
+    if status == case.status:
+        return
+    if status not in TRANSITIONS[case.status]:
+        raise StoreError(f"a {case.status} case cannot become {status}")
+    _event(session, case, "status_changed", actor, {"from": case.status, "to": status})
+    case.status = status
+    case.closed_at = utcnow() if status == "closed" else None
+
+
+def change_urgency(session: Session, *, case: Case, urgency: str, actor: str) -> None:
+    _check(urgency, taxonomy.URGENCIES, "urgency")
+    if urgency != case.urgency:
+        _event(session, case, "urgency_changed", actor, {"from": case.urgency, "to": urgency})
+        case.urgency = urgency
+
+
+def assign(session: Session, *, case: Case, to: str | None, actor: str) -> None:
+    _event(session, case, "assignment", actor, {"from": case.assigned_to, "to": to})
+    case.assigned_to = to
+
+
+def add_note(session: Session, *, case: Case, note: str, actor: str) -> CaseEvent:
+    return _event(session, case, "note", actor, note=note)
+
+
+def record_view(session: Session, *, case: Case, actor: str) -> None:
+    _event(session, case, "viewed", actor)
+
+
+def find_case(session: Session, *, reference: str) -> Case | None:
+    reference = taxonomy.normalize_case_ref(reference) or reference.strip().upper()
+    return session.execute(select(Case).where(Case.reference == reference)).scalar_one_or_none()
+
+
+def case_for_worker(
+    session: Session, *, reference: str, contact: Contact | None = None, secret: str | None = None
+) -> Case | None:
+    """The case, if this worker may see it: from the phone that filed it, or with its secret."""
+    case = find_case(session, reference=reference)
+    if case is None:
+        return None
+    if contact is not None and case.contact_id == contact.id:
+        return case
+    return case if secret and check_secret(case, secret) else None
+
+
+def latest_case(session: Session, *, contact: Contact) -> Case | None:
+    return session.execute(
+        select(Case).where(Case.contact_id == contact.id).order_by(Case.id.desc()).limit(1)
+    ).scalar_one_or_none()
+
+
+def list_cases(
+    session: Session,
+    *,
+    status: str | None = None,
+    urgency: str | None = None,
+    language: str | None = None,
+    country: str | None = None,
+    category: str | None = None,
+    organisation: str | None = None,
+    assigned_to: str | None = None,
+    open_only: bool = False,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[Case]:
+    """The queue: most urgent first, then oldest first, with the dashboard's filters."""
+    query = select(Case)
+    for column, value in (
+        (Case.status, status), (Case.urgency, urgency), (Case.language, language),
+        (Case.country, country and country.upper()), (Case.category, category),
+        (Case.organisation, organisation), (Case.assigned_to, assigned_to),
+    ):
+        if value:
+            query = query.where(column == value)
+    if open_only:
+        query = query.where(Case.status.notin_(["resolved", "closed"]))
+    rank = sql_case(
+        *[(Case.urgency == u, i) for u, i in URGENCY_RANK.items()], else_=len(URGENCY_RANK)
+    )
+    query = query.order_by(rank, Case.created_at, Case.id).limit(limit).offset(offset)
+    return list(session.execute(query).scalars())
+
+
+def count_cases(session: Session, *, by: str = "category") -> dict[str, int]:
+    """Anonymous counts (what survives erasure)."""
+    column = getattr(Case, by)
+    rows = session.execute(select(column, func.count()).group_by(column)).all()
+    return {str(k): n for k, n in rows}
+
+
+def erase_contact(session: Session, *, contact: Contact, actor: str = "worker") -> dict:
+    """Delete a worker's personal data; keep anonymous facts so the case still counts.
+
+    Deleted: their address, every message of theirs and to them, everything they told us in
+    intake, notes that may quote them, and the link from their cases to them. Kept: each case's
+    reference, category, urgency, status, ILO indicators, language, country and dates, for
+    anonymous statistics and for partners already acting on a case.
+    """
+    cases = list(session.execute(select(Case).where(Case.contact_id == contact.id)).scalars())
+    removed_messages = session.execute(
+        select(func.count()).select_from(Message).where(Message.contact_id == contact.id)
+    ).scalar_one()
+    for message in list(contact.messages):
+        session.delete(message)
+    for case in cases:
+        for field in INTAKE_FIELDS:
+            setattr(case, field, None)
+        case.secret_hash = None
+        case.contact = None
+        for event in case.events:
+            event.note = None
+        _event(session, case, "erased", actor)
+    contact.address = None
+    contact.erased_at = utcnow()
+    contact.pseudonym = f"erased:{contact.id}:{secrets.token_hex(8)}"
+    session.flush()
+    return {"messages_deleted": removed_messages, "cases_anonymised": len(cases),
+            "kept": ["reference", "category", "urgency", "status", "country", "language",
+                     "dates"]}
+
+
+def search_cases(session: Session, *, text: str, limit: int = 50) -> list[Case]:
+    """Cases whose reference or clear fields match ``text`` (encrypted fields cannot be searched
+    in the database; the dashboard searches them after decrypting the cases it may show)."""
+    like = f"%{text.strip()}%"
+    query = select(Case).where(
+        or_(Case.reference.ilike(like), Case.category.ilike(like), Case.country.ilike(like))
+    )
+    return list(session.execute(query.order_by(Case.id.desc()).limit(limit)).scalars())

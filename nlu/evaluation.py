@@ -1,0 +1,98 @@
+"""Evaluation on the held-out set: intent macro-F1, language accuracy and parse latency.
+
+Used by the benchmark (``tests/bench/bench_nlu.py``) and by the quality gate in the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+HELDOUT_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "heldout"
+
+
+def load_heldout(directory: Path = HELDOUT_DIR) -> list[dict]:
+    """Held-out rows ``{"language", "intent", "variant", "text"}``, plus Zawgyi copies of Burmese."""
+    from nlu.script import zawgyi_probability
+
+    rows = []
+    for path in sorted(directory.glob("*.tsv")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 3:
+                raise ValueError(f"{path}:{n}: expected intent<TAB>variant<TAB>text")
+            intent, variant, text = parts
+            rows.append({"language": path.stem, "intent": intent, "variant": variant, "text": text})
+    from myanmar import converter
+
+    for row in [r for r in rows if r["language"] == "my"]:
+        zawgyi = converter.convert(row["text"], "unicode", "zawgyi")
+        if zawgyi != row["text"] and zawgyi_probability(zawgyi) >= 0.95:
+            rows.append({**row, "variant": "zawgyi", "text": zawgyi})
+    return rows
+
+
+def evaluate(model: Path, rows: list[dict]) -> dict:
+    from rasa.core.agent import Agent
+    from sklearn.metrics import f1_score
+
+    agent = Agent.load(str(model))
+    loop = asyncio.new_event_loop()
+    for text in ("warm up", "আমার বেতন", "เงินเดือน"):
+        loop.run_until_complete(agent.parse_message(text))
+    latencies = []
+    predictions = []
+    for row in rows:
+        start = time.perf_counter()
+        result = loop.run_until_complete(agent.parse_message(row["text"]))
+        latencies.append((time.perf_counter() - start) * 1000)
+        ranking = [r["name"] for r in result.get("intent_ranking") or []]
+        # stock Rasa's FallbackClassifier answers nlu_fallback; score its best real intent
+        intent = next((n for n in ranking if n != "nlu_fallback"), None)
+        if intent is None:
+            intent = (result.get("intent") or {}).get("name")
+        predictions.append((intent, result.get("language")))
+    by_lang: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        by_lang[row["language"]].append(i)
+    by_lang["all"] = list(range(len(rows)))
+
+    def scores(idx: list[int]) -> dict:
+        gold = [rows[i]["intent"] for i in idx]
+        pred = [predictions[i][0] or "" for i in idx]
+        labels = sorted(set(gold))
+        langs = [predictions[i][1] for i in idx]
+        has_lang = any(lang is not None for lang in langs)
+        return {
+            "n": len(idx),
+            "f1": f1_score(gold, pred, labels=labels, average="macro", zero_division=0),
+            "lang_acc": (
+                sum(langs[k] == rows[i]["language"] for k, i in enumerate(idx)) / len(idx)
+                if has_lang
+                else None
+            ),
+        }
+
+    result = {lang: scores(idx) for lang, idx in by_lang.items()}
+    variants: dict[str, list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        if row["variant"] != "native":
+            variants[f"{row['language']}/{row['variant']}"].append(i)
+    result.update({k: scores(v) for k, v in variants.items()})
+    result["_latency"] = {
+        "p50": statistics.median(latencies),
+        "p95": statistics.quantiles(latencies, n=20)[-1],
+    }
+    result["_errors"] = [
+        (rows[i]["language"], rows[i]["intent"], predictions[i][0], rows[i]["text"])
+        for i in range(len(rows))
+        if predictions[i][0] != rows[i]["intent"]
+    ]
+    return result
+
+

@@ -1,0 +1,100 @@
+"""Settings refuse missing secrets outside development; operators' case commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot import settings
+from bot.store import Database
+from bot.store import repository as repo
+from bot.store.crypto import generate_key
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_production_refuses_a_missing_key():
+    with pytest.raises(settings.SettingsError, match="HELPLINE_ENCRYPTION_KEY is not set"):
+        settings.load({"HELPLINE_ENV": "production"})
+
+
+@pytest.mark.parametrize("value", ["changeme", "secret", " "])
+def test_production_refuses_placeholders(value):
+    env = {"HELPLINE_ENV": "production", "HELPLINE_ENCRYPTION_KEY": value,
+           "HELPLINE_PSEUDONYM_KEY": "x" * 32}
+    with pytest.raises(settings.SettingsError, match="HELPLINE_ENCRYPTION_KEY"):
+        settings.load(env)
+
+
+def test_production_refuses_a_malformed_key():
+    env = {"HELPLINE_ENV": "production", "HELPLINE_ENCRYPTION_KEY": "not-a-fernet-key",
+           "HELPLINE_PSEUDONYM_KEY": "x" * 32}
+    with pytest.raises(settings.SettingsError, match="not a valid key"):
+        settings.load(env)
+
+
+def test_development_works_without_setup(caplog):
+    s = settings.load({})
+    assert s.development and s.encryption_keys and s.pseudonym_key
+    assert s.database_url.startswith("sqlite:///") and s.database_url.endswith("helpline.db")
+    assert "development key" in caplog.text
+    assert s.encryption_keys[0] not in caplog.text
+
+
+def test_unknown_environment():
+    with pytest.raises(settings.SettingsError, match="HELPLINE_ENV"):
+        settings.load({"HELPLINE_ENV": "prod"})
+
+
+def run_cli(*args, env):
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args], capture_output=True, cwd=ROOT, timeout=300,
+        env={**os.environ, **env},
+    )
+
+
+def test_cases_list_and_show(tmp_path):
+    key = generate_key()
+    url = f"sqlite:///{tmp_path / 'cases.db'}"
+    db = Database(url, [key])
+    db.upgrade()
+    with db.session() as s:
+        contact = repo.upsert_contact(s, pseudonym="p1", channel="telegram", address="12345678",
+                                      language="ne", country="QA")
+        case, _ = repo.create_case(s, contact=contact, category="wages", urgency="high",
+                                   what_happened="no salary 4 months")
+        repo.add_message(s, contact=contact, direction="in", text="talab aayena", case=case)
+    db.dispose()
+    env = {"HELPLINE_ENV": "production", "HELPLINE_DATABASE_URL": url,
+           "HELPLINE_ENCRYPTION_KEY": key, "HELPLINE_PSEUDONYM_KEY": "p" * 32}
+
+    listed = run_cli("cases", "list", "--format", "json", "--language", "ne", env=env)
+    assert listed.returncode == 0, listed.stderr.decode()
+    rows = json.loads(listed.stdout)
+    assert [(r["reference"], r["category"], r["urgency"]) for r in rows] == [
+        (case.reference, "wages", "high")]
+    assert b"no salary" not in listed.stdout  # lists carry no personal data
+
+    table = run_cli("cases", "list", env=env)
+    assert case.reference.encode() in table.stdout and b"reference" in table.stdout
+
+    shown = run_cli("cases", "show", case.reference.lower(), "--format", "json", env=env)
+    assert shown.returncode == 0, shown.stderr.decode()
+    detail = json.loads(shown.stdout)
+    assert detail["intake"]["what_happened"] == "no salary 4 months"
+    assert detail["transcript"][0]["text"] == "talab aayena"
+    assert [e["kind"] for e in detail["events"]][:1] == ["created"]
+
+    missing = run_cli("cases", "show", "HX-000000", env=env)
+    assert missing.returncode == 2 and b"no case" in missing.stderr
+
+    db = Database(url, [key])
+    with db.session() as s:  # showing a case is audited
+        assert [e.kind for e in repo.find_case(s, reference=case.reference).events] == [
+            "created", "viewed"]
+    db.dispose()

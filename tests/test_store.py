@@ -1,0 +1,169 @@
+"""The case store on real SQLite and real PostgreSQL: migrations, encryption, workflow, erasure."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select, text
+
+from bot.store import Database
+from bot.store import repository as repo
+from bot.store.crypto import generate_key
+from bot.store.models import Base, Case
+from tests.store_backends import postgres_database
+
+KEY = generate_key()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        url, drop = f"sqlite:///{tmp_path / 'cases.db'}", (lambda: None)
+    else:
+        url, drop = postgres_database()
+    database = Database(url, [KEY])
+    database.upgrade()
+    yield database
+    database.dispose()
+    drop()
+
+
+def new_contact(session, address="+60 12-345 6789", channel="sms"):
+    return repo.upsert_contact(
+        session, pseudonym=repo.pseudonym("k", channel, address), channel=channel,
+        address=address, language="bn", country="MY",
+    )
+
+
+def test_migrations_match_the_models(db):
+    with db.engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+    db.upgrade()  # idempotent
+
+
+def test_personal_fields_are_encrypted_at_rest(db):
+    with db.session() as s:
+        contact = new_contact(s)
+        case, _ = repo.create_case(s, contact=contact, category="wages",
+                                   what_happened="boss did not pay 3 months, RM 4500")
+        repo.add_message(s, contact=contact, direction="in", text="amar beton dey nai", case=case)
+    with db.engine.connect() as connection:
+        raw = " ".join(
+            str(v) for table in ("contacts", "cases", "messages")
+            for row in connection.execute(text(f"SELECT * FROM {table}")) for v in row
+        )
+    for secret in ("345 6789", "RM 4500", "beton", "boss did not pay"):
+        assert secret not in raw
+    with db.session() as s:
+        case = repo.find_case(s, reference=case.reference)
+        assert case.what_happened == "boss did not pay 3 months, RM 4500"
+        assert case.contact.address == "+60 12-345 6789"
+
+
+def test_the_wrong_key_cannot_read(db):
+    with db.session() as s:
+        repo.create_case(s, contact=new_contact(s), category="fees", who="agent in Dhaka")
+    other = Database(db.url, [generate_key()])
+    with pytest.raises(Exception, match="cannot be decrypted"), other.session() as s:
+        s.execute(select(Case)).scalars().first().who  # noqa: B018
+    other.dispose()
+
+
+def test_keys_rotate(db):
+    with db.session() as s:
+        case, _ = repo.create_case(s, contact=None, category="fees", who="agent")
+    rotated = Database(db.url, [generate_key(), KEY])  # new key first, old one still reads
+    with rotated.session() as s:
+        assert repo.find_case(s, reference=case.reference).who == "agent"
+    rotated.dispose()
+
+
+def test_case_reference_and_secret(db):
+    with db.session() as s:
+        contact = new_contact(s)
+        case, secret = repo.create_case(s, contact=contact, category="documents")
+        other_phone = new_contact(s, address="+977 98 0000 0000")
+        assert case.reference.startswith("HX-") and len(case.reference) == 9
+        assert len(secret) == repo.SECRET_DIGITS and secret.isdigit()
+        lowered = case.reference.lower().replace("-", " ")
+        # the filing phone sees it; another phone only with the secret
+        assert repo.case_for_worker(s, reference=lowered, contact=contact) is case
+        assert repo.case_for_worker(s, reference=case.reference, contact=other_phone) is None
+        assert repo.case_for_worker(s, reference=case.reference, secret="0000" if secret != "0000"
+                                    else "1111") is None
+        assert repo.case_for_worker(s, reference=case.reference, secret=secret) is case
+
+
+def test_status_workflow_and_audit(db):
+    with db.session() as s:
+        case, _ = repo.create_case(s, contact=new_contact(s), category="wages")
+        repo.change_status(s, case=case, status="triaged", actor="cw1")
+        repo.assign(s, case=case, to="cw1", actor="cw1")
+        repo.change_status(s, case=case, status="in_progress", actor="cw1")
+        repo.add_note(s, case=case, note="called the worker", actor="cw1")
+        repo.change_status(s, case=case, status="resolved", actor="cw1")
+        with pytest.raises(repo.StoreError, match="cannot become new"):
+            repo.change_status(s, case=case, status="new", actor="cw1")
+        # the worker writes again: the case reopens
+        repo.add_message(s, contact=case.contact, direction="in", text="still no pay", case=case)
+        assert case.status == "in_progress"
+        kinds = [e.kind for e in case.events]
+    assert kinds == ["created", "status_changed", "assignment", "status_changed", "note",
+                     "status_changed", "status_changed"]
+
+
+def test_queue_order_and_filters(db):
+    with db.session() as s:
+        c = new_contact(s)
+        normal, _ = repo.create_case(s, contact=c, category="wages", urgency="normal")
+        immediate, _ = repo.create_case(s, contact=c, category="abuse", urgency="immediate",
+                                        language="ne", country="QA")
+        high, _ = repo.create_case(s, contact=c, category="documents", urgency="high")
+        queue = [x.reference for x in repo.list_cases(s)]
+        assert queue == [immediate.reference, high.reference, normal.reference]
+        assert [x.reference for x in repo.list_cases(s, language="ne")] == [immediate.reference]
+        assert [x.reference for x in repo.list_cases(s, country="qa")] == [immediate.reference]
+        assert [x.reference for x in repo.list_cases(s, category="wages")] == [normal.reference]
+        assert repo.search_cases(s, text=high.reference[-6:])[0] is high
+
+
+def test_invalid_values_are_refused(db):
+    with db.session() as s:
+        with pytest.raises(repo.StoreError, match="category"):
+            repo.create_case(s, contact=None, category="football")
+        with pytest.raises(repo.StoreError, match="ILO indicator"):
+            repo.create_case(s, contact=None, ilo_indicators=["bad_boss"])
+        with pytest.raises(repo.StoreError, match="intake fields"):
+            repo.create_case(s, contact=None, phone="+60123")
+
+
+def test_duplicate_provider_messages_are_refused(db):
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError), db.session() as s:
+        c = new_contact(s)
+        repo.add_message(s, contact=c, direction="in", text="a", provider_id="SM123")
+        repo.add_message(s, contact=c, direction="in", text="a", provider_id="SM123")
+
+
+def test_erasure_keeps_only_anonymous_facts(db):
+    with db.session() as s:
+        contact = new_contact(s)
+        case, _ = repo.create_case(s, contact=contact, category="abuse", urgency="high",
+                                   what_happened="madam hits me", city="Riyadh")
+        repo.add_message(s, contact=contact, direction="in", text="madam hits me", case=case)
+        repo.add_message(s, contact=contact, direction="out", text="We are sorry.", case=case)
+        repo.add_note(s, case=case, note="worker says madam hits", actor="cw1")
+        summary = repo.erase_contact(s, contact=contact)
+    assert summary["messages_deleted"] == 2 and summary["cases_anonymised"] == 1
+    with db.session() as s:
+        case = repo.find_case(s, reference=case.reference)
+        assert (case.category, case.urgency, case.country) == ("abuse", "high", "MY")
+        assert case.what_happened is None and case.city is None and case.contact is None
+        assert all(e.note is None for e in case.events)
+        assert case.events[-1].kind == "erased"
+        assert repo.count_cases(s, by="category") == {"abuse": 1}
+    with db.engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM messages")).scalar_one() == 0
