@@ -32,7 +32,8 @@ train: install ## train the model if there is none or its inputs changed
 run: install ## install, train if needed, start the helpline and print how to talk to it
 	$(RUN) helpline run
 
-test: install ## install and run the whole test suite (trains a model; ~10 min)
+test: install ## install and run the whole test suite (lint, then tests; trains a model; ~10 min)
+	$(RUN) ruff check bot nlu actions tests
 	$(RUN) pytest -ra
 
 test-fast: install ## the tests that do not train a model

@@ -1,12 +1,12 @@
 """``helpline``: the command line of the migrant-worker helpline.
 
-    helpline train [--force]          train the Rasa model if the data or config changed
-    helpline parse [--model PATH]     messages on stdin, one JSON object per line on stdout
-    helpline run                      train if needed, then start the Rasa server
-    helpline locales check|summary    validate the locale packs
-    helpline cases list|show [REF]    the case store, for operators
-    helpline db upgrade               bring the case store's schema up to date
-    helpline keygen                   a new key for HELPLINE_ENCRYPTION_KEY
+helpline train [--force]          train the Rasa model if the data or config changed
+helpline parse [--model PATH]     messages on stdin, one JSON object per line on stdout
+helpline run                      train if needed, then start the Rasa server
+helpline locales check|summary    validate the locale packs
+helpline cases list|show [REF]    the case store, for operators
+helpline db upgrade               bring the case store's schema up to date
+helpline keygen                   a new key for HELPLINE_ENCRYPTION_KEY
 """
 
 from __future__ import annotations
@@ -107,15 +107,14 @@ def train(
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as tmp:
         yaml.safe_dump(config, tmp, allow_unicode=True, sort_keys=False)
     try:
-        kwargs = dict(
+        path = rasa_train(
             domain=str(domain_path),
             config=tmp.name,
             training_files=[str(f) for f in files],
             output=str(models_dir),
             force_training=True,
             fixed_model_name=name,
-        )
-        path = rasa_train(**kwargs).model
+        ).model
     finally:
         os.unlink(tmp.name)
     if not path or not Path(path).exists():
@@ -140,8 +139,13 @@ class Parser:
     def parse(self, text: str) -> dict:
         if not text.strip():
             return {
-                "text": text, "normalized_text": "", "language": None,
-                "language_confidence": 0.0, "intent": None, "confidence": 0.0, "entities": [],
+                "text": text,
+                "normalized_text": "",
+                "language": None,
+                "language_confidence": 0.0,
+                "intent": None,
+                "confidence": 0.0,
+                "entities": [],
             }
         result = self._loop.run_until_complete(self.agent.parse_message(text))
         intent = result.get("intent") or {}
@@ -195,7 +199,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"""
 The helpline is starting on http://{host}:{port} (Ctrl-C stops it). To talk to it:
 
-  understand a message:   curl -s http://{host}:{port}/model/parse -d '{{"text": "amar beton dey nai"}}'
+  understand a message:
+    curl -s http://{host}:{port}/model/parse -d '{{"text": "amar beton dey nai"}}'
   many messages at once:  echo "boss keeps my passport" | uv run helpline parse
 """,
         file=sys.stderr,
@@ -203,9 +208,19 @@ The helpline is starting on http://{host}:{port} (Ctrl-C stops it). To talk to i
     from rasa.__main__ import main as rasa_main
 
     sys.argv = [
-        "rasa", "run", "--enable-api", "--model", str(model), "--interface", host,
-        "--port", str(port), "--endpoints", str(ROOT / "endpoints.yml"),
-        "--credentials", str(ROOT / "credentials.yml"),
+        "rasa",
+        "run",
+        "--enable-api",
+        "--model",
+        str(model),
+        "--interface",
+        host,
+        "--port",
+        str(port),
+        "--endpoints",
+        str(ROOT / "endpoints.yml"),
+        "--credentials",
+        str(ROOT / "credentials.yml"),
     ]
     rasa_main()
     return 0
@@ -236,19 +251,28 @@ def _case_detail(case) -> dict:
         "handoff": case.handoff,
         "intake": {f: getattr(case, f) for f in INTAKE_FIELDS},
         "transcript": [
-            {"at": m.created_at.isoformat(timespec="seconds"), "direction": m.direction,
-             "author": m.author, "text": m.text}
+            {
+                "at": m.created_at.isoformat(timespec="seconds"),
+                "direction": m.direction,
+                "author": m.author,
+                "text": m.text,
+            }
             for m in case.messages
         ],
         "events": [
-            {"at": e.created_at.isoformat(timespec="seconds"), "kind": e.kind, "actor": e.actor,
-             "detail": e.detail, "note": e.note}
+            {
+                "at": e.created_at.isoformat(timespec="seconds"),
+                "kind": e.kind,
+                "actor": e.actor,
+                "detail": e.detail,
+                "note": e.note,
+            }
             for e in case.events
         ],
     }
 
 
-def _print_table(rows: List[dict]) -> None:
+def _print_table(rows: list[dict]) -> None:
     if not rows:
         print("no cases")
         return
@@ -269,9 +293,15 @@ def cmd_cases(args: argparse.Namespace) -> int:
         with db.session() as session:
             if args.action == "list":
                 cases = repo.list_cases(
-                    session, status=args.status, urgency=args.urgency, language=args.language,
-                    country=args.country, category=args.category, assigned_to=args.assigned_to,
-                    open_only=args.open, limit=args.limit,
+                    session,
+                    status=args.status,
+                    urgency=args.urgency,
+                    language=args.language,
+                    country=args.country,
+                    category=args.category,
+                    assigned_to=args.assigned_to,
+                    open_only=args.open,
+                    limit=args.limit,
                 )
                 rows = [_case_row(c) for c in cases]
                 if args.format == "json":
@@ -318,12 +348,19 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="helpline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--locales", default=str(locale_packs.DEFAULT_LOCALES_DIR),
-                        help="folder of locale packs (default: %(default)s)")
-    parser.add_argument("--models-dir", default=str(ROOT / "models"),
-                        help="where models are kept (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        prog="helpline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--locales",
+        default=str(locale_packs.DEFAULT_LOCALES_DIR),
+        help="folder of locale packs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--models-dir",
+        default=str(ROOT / "models"),
+        help="where models are kept (default: %(default)s)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train the model if its inputs changed")

@@ -24,6 +24,7 @@ from nlu.script import has_diacritics, looks_like_zawgyi, script_of
 
 DEFAULT_LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
 
+
 @dataclasses.dataclass(frozen=True)
 class LocalePack:
     """One language's pack, as loaded from its folder."""
@@ -65,8 +66,12 @@ def load(path: Path | str) -> LocalePack:
         raise LocalePackError(f"{meta_file}: cannot read: {exc}") from exc
     code = meta.get("code")
     if code != path.name:
-        raise LocalePackError(f"{meta_file}: code {code!r} must equal the folder name {path.name!r}")
-    countries = {str(k).upper(): [str(n) for n in v] for k, v in (meta.get("countries") or {}).items()}
+        raise LocalePackError(
+            f"{meta_file}: code {code!r} must equal the folder name {path.name!r}"
+        )
+    countries = {
+        str(k).upper(): [str(n) for n in v] for k, v in (meta.get("countries") or {}).items()
+    }
     languages = {str(k): [str(n) for n in v] for k, v in (meta.get("languages") or {}).items()}
     return LocalePack(
         code=code,
@@ -152,9 +157,8 @@ def check(pack: LocalePack, *, minimums: bool = True) -> list[str]:
         seen[key] = ex.intent
         variant = variant_of(pack.code, ex.text)
         counts[ex.intent][variant] = counts[ex.intent].get(variant, 0) + 1
-        if pack.code == "my":
-            if looks_like_zawgyi(ex.text):
-                problems.append(f"{ex.text!r}: looks like Zawgyi; write training data in Unicode")
+        if pack.code == "my" and looks_like_zawgyi(ex.text):
+            problems.append(f"{ex.text!r}: looks like Zawgyi; write training data in Unicode")
         for ent in ex.entities:
             problems.extend(_check_entity(pack, ex, ent))
     if minimums:

@@ -4,8 +4,8 @@
 |---|---|---|
 | ``HELPLINE_ENV`` | ``development``, ``test`` or ``production`` | ``development`` |
 | ``HELPLINE_DATABASE_URL`` | SQLAlchemy URL of the case store | ``helpline.db`` in the project |
-| ``HELPLINE_ENCRYPTION_KEY`` | Fernet key(s) for personal fields, comma-separated, newest first | none |
-| ``HELPLINE_PSEUDONYM_KEY`` | secret for the keyed hash that turns addresses into sender ids | none |
+| ``HELPLINE_ENCRYPTION_KEY`` | Fernet keys for personal fields, comma-separated, newest first | - |
+| ``HELPLINE_PSEUDONYM_KEY`` | secret of the keyed hash that turns addresses into sender ids | - |
 
 Outside development a missing or placeholder secret stops start-up with a message that says
 which variable and how to make one (``helpline keygen``). In development a fixed, clearly

@@ -15,7 +15,7 @@ HELDOUT_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "heldo
 
 
 def load_heldout(directory: Path = HELDOUT_DIR) -> list[dict]:
-    """Held-out rows ``{"language", "intent", "variant", "text"}``, plus Zawgyi copies of Burmese."""
+    """Held-out rows ``{"language", "intent", "variant", "text"}``; Burmese also in Zawgyi."""
     from nlu.script import zawgyi_probability
 
     rows = []
@@ -94,5 +94,3 @@ def evaluate(model: Path, rows: list[dict]) -> dict:
         if predictions[i][0] != rows[i]["intent"]
     ]
     return result
-
-

@@ -6,8 +6,8 @@ finds them in a message and normalises them to the taxonomy's values (ISO 3166 c
 codes). Matching ignores case and, for Latin letters, diacritics. Names in Thai and Burmese, which
 have no spaces between words, match anywhere; other names only as whole words.
 
-A short name (up to 4 letters) that is also an ordinary word in the training examples ("MY" for Malaysia and the
-English word "my") only matches written exactly as in ``pack.yml``.
+A short name (up to 4 letters) that is also an ordinary word in the training examples ("MY" for
+Malaysia and the English word "my") only matches written exactly as in ``pack.yml``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ import regex
 
 from bot.taxonomy import CASE_REF_PATTERN, normalize_case_ref
 
-_UNSPACED_SCRIPTS = regex.compile(r"[\p{Thai}\p{Myanmar}\p{Khmer}\p{Lao}\p{Han}\p{Hiragana}\p{Katakana}]")
+_UNSPACED_SCRIPTS = regex.compile(
+    r"[\p{Thai}\p{Myanmar}\p{Khmer}\p{Lao}\p{Han}\p{Hiragana}\p{Katakana}]"
+)
 _WORD_CHAR = regex.compile(r"[\p{L}\p{M}\p{N}]")
 _TOKEN = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 
@@ -34,7 +36,8 @@ def fold_with_offsets(text: str) -> tuple[str, list[int]]:
         folded = ch.casefold()
         if folded.isascii() is False and regex.match(r"\p{Latin}", ch):
             folded = "".join(
-                c for c in unicodedata.normalize("NFD", folded.replace("đ", "d"))
+                c
+                for c in unicodedata.normalize("NFD", folded.replace("đ", "d"))
                 if unicodedata.category(c) != "Mn"
             )
         for c in folded:
@@ -98,8 +101,13 @@ class Gazetteer:
             for i in range(start, end):
                 taken[i] = True
             found.append(
-                {"entity": entity, "value": value, "start": start, "end": end,
-                 "text": text[start:end]}
+                {
+                    "entity": entity,
+                    "value": value,
+                    "start": start,
+                    "end": end,
+                    "text": text[start:end],
+                }
             )
 
         for m in CASE_REF_PATTERN.finditer(text):

@@ -147,7 +147,9 @@ class LanguageIdentifier:
             weights = np.array([self.priors.get(c, 1.0) for c in clf.classes_])
             probabilities = probabilities * weights / float(probabilities @ weights)
             best = int(probabilities.argmax())
-            return LanguageGuess(str(clf.classes_[best]), float(probabilities[best]) * share, script)
+            return LanguageGuess(
+                str(clf.classes_[best]), float(probabilities[best]) * share, script
+            )
         if script in self.script_language:
             return LanguageGuess(self.script_language[script], share, script)
         if "Latn" in self.classifiers:  # a script no pack writes in: the best we can do
@@ -163,10 +165,22 @@ def _fit(texts: list[str], labels: list[str]):
 
     features = FeatureUnion(
         [
-            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 4), lowercase=True,
-                                      sublinear_tf=True, min_df=1)),
-            ("words", TfidfVectorizer(analyzer="word", token_pattern=r"(?u)\b\w+\b",
-                                      lowercase=True, sublinear_tf=True)),
+            (
+                "chars",
+                TfidfVectorizer(
+                    analyzer="char_wb",
+                    ngram_range=(1, 4),
+                    lowercase=True,
+                    sublinear_tf=True,
+                    min_df=1,
+                ),
+            ),
+            (
+                "words",
+                TfidfVectorizer(
+                    analyzer="word", token_pattern=r"(?u)\b\w+\b", lowercase=True, sublinear_tf=True
+                ),
+            ),
         ]
     )
     model = make_pipeline(

@@ -1,4 +1,6 @@
-"""Script handling shared by the NLU components and the tools: normalisation of the pipeline, before any other component sees the text.
+"""Script handling shared by the NLU components and the tools.
+
+Normalisation is the first step of the pipeline, before any other component sees the text.
 
 What it does, in order:
 
@@ -46,7 +48,7 @@ def _zawgyi_detector():
 
 
 def zawgyi_probability(text: str) -> float:
-    """Probability that ``text`` is Burmese typed in Zawgyi rather than Unicode (0 if no Burmese)."""
+    """Probability that ``text`` is Burmese typed in Zawgyi, not Unicode (0 if no Burmese)."""
     if not _MYANMAR.search(text):
         return 0.0
     return float(_zawgyi_detector().get_zawgyi_probability(text))
@@ -94,9 +96,30 @@ def normalize(text: str, zawgyi_threshold: float = DEFAULT_ZAWGYI_THRESHOLD) -> 
 SCRIPT_PATTERNS = {
     name: regex.compile(rf"\p{{Script={name}}}")
     for name in (
-        "Bengali", "Devanagari", "Myanmar", "Thai", "Khmer", "Lao", "Sinhala", "Tamil",
-        "Telugu", "Gurmukhi", "Gujarati", "Malayalam", "Kannada", "Oriya", "Arabic", "Han",
-        "Hangul", "Hiragana", "Katakana", "Cyrillic", "Greek", "Ethiopic", "Georgian", "Tibetan",
+        "Bengali",
+        "Devanagari",
+        "Myanmar",
+        "Thai",
+        "Khmer",
+        "Lao",
+        "Sinhala",
+        "Tamil",
+        "Telugu",
+        "Gurmukhi",
+        "Gujarati",
+        "Malayalam",
+        "Kannada",
+        "Oriya",
+        "Arabic",
+        "Han",
+        "Hangul",
+        "Hiragana",
+        "Katakana",
+        "Cyrillic",
+        "Greek",
+        "Ethiopic",
+        "Georgian",
+        "Tibetan",
     )
 }
 _LETTER = regex.compile(r"\p{L}|\p{M}")

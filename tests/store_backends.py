@@ -15,7 +15,9 @@ import subprocess
 import pytest
 from sqlalchemy import create_engine, text
 
-ADMIN_URL = os.environ.get("HELPLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+ADMIN_URL = os.environ.get(
+    "HELPLINE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def _reachable(url: str) -> bool:
@@ -32,8 +34,16 @@ def _reachable(url: str) -> bool:
 def _try_start() -> None:
     for version in glob.glob("/etc/postgresql/*"):
         subprocess.run(
-            ["pg_ctlcluster", "--skip-systemctl-redirect", os.path.basename(version), "main",
-             "start"], capture_output=True, timeout=60, check=False,
+            [
+                "pg_ctlcluster",
+                "--skip-systemctl-redirect",
+                os.path.basename(version),
+                "main",
+                "start",
+            ],
+            capture_output=True,
+            timeout=60,
+            check=False,
         )
 
 

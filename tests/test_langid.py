@@ -64,6 +64,9 @@ def test_no_letters_gives_zero_confidence(identifier):
 
 def test_scripts_with_one_language_need_no_classifier(identifier):
     assert identifier.script_language == {
-        "Bengali": "bn", "Devanagari": "ne", "Myanmar": "my", "Thai": "th",
+        "Bengali": "bn",
+        "Devanagari": "ne",
+        "Myanmar": "my",
+        "Thai": "th",
     }
     assert set(identifier.classifiers) == {"Latn"}

@@ -37,7 +37,8 @@ def test_check_reports_what_is_missing(tmp_path):
     )
     (pack_dir / "nlu" / "intents.yml").write_text(
         'version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hi\n    - HI\n'
-        '- intent: wages\n  examples: |\n    - salary in [Narnia]{"entity": "country", "value": "NA"}\n',
+        "- intent: wages\n  examples: |\n"
+        '    - salary in [Narnia]{"entity": "country", "value": "NA"}\n',
         encoding="utf-8",
     )
     problems = "\n".join(locale_packs.check(locale_packs.load(pack_dir)))

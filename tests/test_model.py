@@ -92,8 +92,15 @@ def test_helpline_parse_command(model, tmp_path):
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     out = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     assert len(out) == len(lines)
-    keys = {"text", "normalized_text", "language", "language_confidence", "intent",
-            "confidence", "entities"}
+    keys = {
+        "text",
+        "normalized_text",
+        "language",
+        "language_confidence",
+        "intent",
+        "confidence",
+        "entities",
+    }
     assert all(set(o) == keys for o in out)
     assert out[0]["intent"] == "documents" and out[0]["language"] == "en"
     assert out[1]["intent"] is None  # an empty line stays a line
@@ -105,7 +112,10 @@ def test_helpline_parse_command(model, tmp_path):
 def test_parse_without_a_model_is_a_clear_error(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "bot.cli", "--models-dir", str(tmp_path), "parse"],
-        input=b"hi\n", capture_output=True, cwd=ROOT, timeout=300,
+        input=b"hi\n",
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert b"no model found" in proc.stderr and b"helpline train" in proc.stderr
@@ -114,16 +124,32 @@ def test_parse_without_a_model_is_a_clear_error(tmp_path):
 def test_rasa_data_validate():
     files = [str(f) for f in sorted((ROOT / "locales").glob("*/nlu/*.yml"))]
     proc = subprocess.run(
-        [sys.executable, "-m", "rasa", "data", "validate", "--domain", "domain.yml",
-         "--config", "config.yml", "--data", *files],
-        capture_output=True, cwd=ROOT, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "rasa",
+            "data",
+            "validate",
+            "--domain",
+            "domain.yml",
+            "--config",
+            "config.yml",
+            "--data",
+            *files,
+        ],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=600,
     )
     output = (proc.stdout + proc.stderr).decode()
     assert proc.returncode == 0, output[-3000:]
     # Warnings that intents are unused in stories are expected until the dialogue exists;
     # conflicting labels and invalid entity annotations are not.
-    for problem in ("labeled with multiple different intents", "Misaligned entity annotation",
-                    "is not defined in the domain"):
+    for problem in (
+        "labeled with multiple different intents",
+        "Misaligned entity annotation",
+        "is not defined in the domain",
+    ):
         assert problem not in output, output[-3000:]
 
 
@@ -170,8 +196,16 @@ def test_a_new_language_is_a_new_folder(tmp_path):
 # are intent macro-F1 >= 0.85 and language identification >= 0.95 in every language; where a
 # floor here is lower, that language does not reach the target yet (see docs/benchmarks.md).
 F1_FLOOR = 0.85
-LANGUAGE_FLOORS = {"en": 0.95, "bn": 0.95, "ne": 0.95, "my": 0.95, "vi": 0.95, "th": 0.95,
-                   "id": 0.92, "ms": 0.80}
+LANGUAGE_FLOORS = {
+    "en": 0.95,
+    "bn": 0.95,
+    "ne": 0.95,
+    "my": 0.95,
+    "vi": 0.95,
+    "th": 0.95,
+    "id": 0.92,
+    "ms": 0.80,
+}
 
 
 @pytest.fixture(scope="session")

@@ -64,7 +64,9 @@ def test_nfc_composes_decomposed_text():
 
 
 def test_invisible_and_control_characters_are_stripped():
-    assert strip_invisible("pass\u200bport\u200d \ufeffkept\x00 by\tboss\n") == "passport kept by boss"
+    assert (
+        strip_invisible("pass\u200bport\u200d \ufeffkept\x00 by\tboss\n") == "passport kept by boss"
+    )
     # Bengali and Devanagari marks are letters' parts, not invisible characters
     assert strip_invisible("বেতন নাই") == "বেতন নাই"
     assert strip_invisible("\u200b\u200c") == ""

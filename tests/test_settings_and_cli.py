@@ -25,15 +25,21 @@ def test_production_refuses_a_missing_key():
 
 @pytest.mark.parametrize("value", ["changeme", "secret", " "])
 def test_production_refuses_placeholders(value):
-    env = {"HELPLINE_ENV": "production", "HELPLINE_ENCRYPTION_KEY": value,
-           "HELPLINE_PSEUDONYM_KEY": "x" * 32}
+    env = {
+        "HELPLINE_ENV": "production",
+        "HELPLINE_ENCRYPTION_KEY": value,
+        "HELPLINE_PSEUDONYM_KEY": "x" * 32,
+    }
     with pytest.raises(settings.SettingsError, match="HELPLINE_ENCRYPTION_KEY"):
         settings.load(env)
 
 
 def test_production_refuses_a_malformed_key():
-    env = {"HELPLINE_ENV": "production", "HELPLINE_ENCRYPTION_KEY": "not-a-fernet-key",
-           "HELPLINE_PSEUDONYM_KEY": "x" * 32}
+    env = {
+        "HELPLINE_ENV": "production",
+        "HELPLINE_ENCRYPTION_KEY": "not-a-fernet-key",
+        "HELPLINE_PSEUDONYM_KEY": "x" * 32,
+    }
     with pytest.raises(settings.SettingsError, match="not a valid key"):
         settings.load(env)
 
@@ -53,7 +59,10 @@ def test_unknown_environment():
 
 def run_cli(*args, env):
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", *args], capture_output=True, cwd=ROOT, timeout=300,
+        [sys.executable, "-m", "bot.cli", *args],
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
         env={**os.environ, **env},
     )
 
@@ -64,20 +73,27 @@ def test_cases_list_and_show(tmp_path):
     db = Database(url, [key])
     db.upgrade()
     with db.session() as s:
-        contact = repo.upsert_contact(s, pseudonym="p1", channel="telegram", address="12345678",
-                                      language="ne", country="QA")
-        case, _ = repo.create_case(s, contact=contact, category="wages", urgency="high",
-                                   what_happened="no salary 4 months")
+        contact = repo.upsert_contact(
+            s, pseudonym="p1", channel="telegram", address="12345678", language="ne", country="QA"
+        )
+        case, _ = repo.create_case(
+            s, contact=contact, category="wages", urgency="high", what_happened="no salary 4 months"
+        )
         repo.add_message(s, contact=contact, direction="in", text="talab aayena", case=case)
     db.dispose()
-    env = {"HELPLINE_ENV": "production", "HELPLINE_DATABASE_URL": url,
-           "HELPLINE_ENCRYPTION_KEY": key, "HELPLINE_PSEUDONYM_KEY": "p" * 32}
+    env = {
+        "HELPLINE_ENV": "production",
+        "HELPLINE_DATABASE_URL": url,
+        "HELPLINE_ENCRYPTION_KEY": key,
+        "HELPLINE_PSEUDONYM_KEY": "p" * 32,
+    }
 
     listed = run_cli("cases", "list", "--format", "json", "--language", "ne", env=env)
     assert listed.returncode == 0, listed.stderr.decode()
     rows = json.loads(listed.stdout)
     assert [(r["reference"], r["category"], r["urgency"]) for r in rows] == [
-        (case.reference, "wages", "high")]
+        (case.reference, "wages", "high")
+    ]
     assert b"no salary" not in listed.stdout  # lists carry no personal data
 
     table = run_cli("cases", "list", env=env)
@@ -96,5 +112,7 @@ def test_cases_list_and_show(tmp_path):
     db = Database(url, [key])
     with db.session() as s:  # showing a case is audited
         assert [e.kind for e in repo.find_case(s, reference=case.reference).events] == [
-            "created", "viewed"]
+            "created",
+            "viewed",
+        ]
     db.dispose()

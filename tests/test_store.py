@@ -31,8 +31,12 @@ def db(request, tmp_path):
 
 def new_contact(session, address="+60 12-345 6789", channel="sms"):
     return repo.upsert_contact(
-        session, pseudonym=repo.pseudonym("k", channel, address), channel=channel,
-        address=address, language="bn", country="MY",
+        session,
+        pseudonym=repo.pseudonym("k", channel, address),
+        channel=channel,
+        address=address,
+        language="bn",
+        country="MY",
     )
 
 
@@ -46,13 +50,16 @@ def test_migrations_match_the_models(db):
 def test_personal_fields_are_encrypted_at_rest(db):
     with db.session() as s:
         contact = new_contact(s)
-        case, _ = repo.create_case(s, contact=contact, category="wages",
-                                   what_happened="boss did not pay 3 months, RM 4500")
+        case, _ = repo.create_case(
+            s, contact=contact, category="wages", what_happened="boss did not pay 3 months, RM 4500"
+        )
         repo.add_message(s, contact=contact, direction="in", text="amar beton dey nai", case=case)
     with db.engine.connect() as connection:
         raw = " ".join(
-            str(v) for table in ("contacts", "cases", "messages")
-            for row in connection.execute(text(f"SELECT * FROM {table}")) for v in row
+            str(v)
+            for table in ("contacts", "cases", "messages")
+            for row in connection.execute(text(f"SELECT * FROM {table}"))
+            for v in row
         )
     for secret in ("345 6789", "RM 4500", "beton", "boss did not pay"):
         assert secret not in raw
@@ -91,8 +98,12 @@ def test_case_reference_and_secret(db):
         # the filing phone sees it; another phone only with the secret
         assert repo.case_for_worker(s, reference=lowered, contact=contact) is case
         assert repo.case_for_worker(s, reference=case.reference, contact=other_phone) is None
-        assert repo.case_for_worker(s, reference=case.reference, secret="0000" if secret != "0000"
-                                    else "1111") is None
+        assert (
+            repo.case_for_worker(
+                s, reference=case.reference, secret="0000" if secret != "0000" else "1111"
+            )
+            is None
+        )
         assert repo.case_for_worker(s, reference=case.reference, secret=secret) is case
 
 
@@ -110,16 +121,24 @@ def test_status_workflow_and_audit(db):
         repo.add_message(s, contact=case.contact, direction="in", text="still no pay", case=case)
         assert case.status == "in_progress"
         kinds = [e.kind for e in case.events]
-    assert kinds == ["created", "status_changed", "assignment", "status_changed", "note",
-                     "status_changed", "status_changed"]
+    assert kinds == [
+        "created",
+        "status_changed",
+        "assignment",
+        "status_changed",
+        "note",
+        "status_changed",
+        "status_changed",
+    ]
 
 
 def test_queue_order_and_filters(db):
     with db.session() as s:
         c = new_contact(s)
         normal, _ = repo.create_case(s, contact=c, category="wages", urgency="normal")
-        immediate, _ = repo.create_case(s, contact=c, category="abuse", urgency="immediate",
-                                        language="ne", country="QA")
+        immediate, _ = repo.create_case(
+            s, contact=c, category="abuse", urgency="immediate", language="ne", country="QA"
+        )
         high, _ = repo.create_case(s, contact=c, category="documents", urgency="high")
         queue = [x.reference for x in repo.list_cases(s)]
         assert queue == [immediate.reference, high.reference, normal.reference]
@@ -151,8 +170,14 @@ def test_duplicate_provider_messages_are_refused(db):
 def test_erasure_keeps_only_anonymous_facts(db):
     with db.session() as s:
         contact = new_contact(s)
-        case, _ = repo.create_case(s, contact=contact, category="abuse", urgency="high",
-                                   what_happened="madam hits me", city="Riyadh")
+        case, _ = repo.create_case(
+            s,
+            contact=contact,
+            category="abuse",
+            urgency="high",
+            what_happened="madam hits me",
+            city="Riyadh",
+        )
         repo.add_message(s, contact=contact, direction="in", text="madam hits me", case=case)
         repo.add_message(s, contact=contact, direction="out", text="We are sorry.", case=case)
         repo.add_note(s, case=case, note="worker says madam hits", actor="cw1")

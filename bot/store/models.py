@@ -147,7 +147,9 @@ class CaseEvent(Base):
     __tablename__ = "case_events"
 
     id = Column(Integer, primary_key=True)
-    case_id = Column(Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True)
+    case_id = Column(
+        Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True
+    )
     kind = Column(String(32), nullable=False)
     actor = Column(String(64), nullable=False)  # "bot", "worker", a caseworker, "operator"
     detail = Column(JSON, nullable=False, default=dict)  # never personal data

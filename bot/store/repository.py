@@ -31,9 +31,19 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 URGENCY_RANK = {u: i for i, u in enumerate(taxonomy.URGENCIES)}  # immediate first
 INTAKE_FIELDS = (
-    "what_happened", "city", "workplace", "who", "happened_when", "workers_affected",
-    "fees_paid", "wages_owed", "may_identify", "consent_ngo", "consent_authorities",
-    "consent_employer", "safe_contact",
+    "what_happened",
+    "city",
+    "workplace",
+    "who",
+    "happened_when",
+    "workers_affected",
+    "fees_paid",
+    "wages_owed",
+    "may_identify",
+    "consent_ngo",
+    "consent_authorities",
+    "consent_employer",
+    "safe_contact",
 )
 SECRET_DIGITS = 4
 
@@ -167,8 +177,14 @@ def add_message(
     if direction not in ("in", "out"):
         raise StoreError("direction must be 'in' or 'out'")
     message = Message(
-        contact=contact, case=case, direction=direction, text=text,
-        channel=channel or contact.channel, language=language, intent=intent, author=author,
+        contact=contact,
+        case=case,
+        direction=direction,
+        text=text,
+        channel=channel or contact.channel,
+        language=language,
+        intent=intent,
+        author=author,
         provider_id=provider_id,
     )
     session.add(message)
@@ -249,9 +265,13 @@ def list_cases(
     """The queue: most urgent first, then oldest first, with the dashboard's filters."""
     query = select(Case)
     for column, value in (
-        (Case.status, status), (Case.urgency, urgency), (Case.language, language),
-        (Case.country, country and country.upper()), (Case.category, category),
-        (Case.organisation, organisation), (Case.assigned_to, assigned_to),
+        (Case.status, status),
+        (Case.urgency, urgency),
+        (Case.language, language),
+        (Case.country, country and country.upper()),
+        (Case.category, category),
+        (Case.organisation, organisation),
+        (Case.assigned_to, assigned_to),
     ):
         if value:
             query = query.where(column == value)
@@ -297,9 +317,11 @@ def erase_contact(session: Session, *, contact: Contact, actor: str = "worker") 
     contact.erased_at = utcnow()
     contact.pseudonym = f"erased:{contact.id}:{secrets.token_hex(8)}"
     session.flush()
-    return {"messages_deleted": removed_messages, "cases_anonymised": len(cases),
-            "kept": ["reference", "category", "urgency", "status", "country", "language",
-                     "dates"]}
+    return {
+        "messages_deleted": removed_messages,
+        "cases_anonymised": len(cases),
+        "kept": ["reference", "category", "urgency", "status", "country", "language", "dates"],
+    }
 
 
 def search_cases(session: Session, *, text: str, limit: int = 50) -> list[Case]:

@@ -84,8 +84,9 @@ class LanguageIdentifierComponent(GraphComponent):
             pairs,
             self._config["fallback_language"],
             priors={p.code: float(p.meta.get("langid_prior", 1.0)) for p in packs},
-            defers_to={p.code: p.meta["langid_defers_to"] for p in packs
-                       if p.meta.get("langid_defers_to")},
+            defers_to={
+                p.code: p.meta["langid_defers_to"] for p in packs if p.meta.get("langid_defers_to")
+            },
         )
         logger.info(
             "language identifier: %d examples; scripts decided by rule: %s; classifiers: %s",

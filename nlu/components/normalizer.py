@@ -22,9 +22,7 @@ ORIGINAL_TEXT = "original_text"
 SCRIPT_CONVERSION = "script_conversion"
 
 
-@DefaultV1Recipe.register(
-    [DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False
-)
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False)
 class ScriptNormalizer(GraphComponent):
     """Rasa component: NFC, Zawgyi to Unicode, invisible characters, native digits."""
 
@@ -69,4 +67,3 @@ class ScriptNormalizer(GraphComponent):
         for message in messages:
             self._normalize_message(message)
         return messages
-

@@ -121,4 +121,6 @@ class MultilingualTokenizer(Tokenizer):
             return []
         words = segment(text) or [(text.strip(), 0, len(text))]
         # A message of only punctuation ("?", "...") still gets one token, so it has features.
-        return [Token(word, start, end, lemma=fold_latin(word.casefold())) for word, start, end in words]
+        return [
+            Token(word, start, end, lemma=fold_latin(word.casefold())) for word, start, end in words
+        ]

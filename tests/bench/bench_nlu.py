@@ -52,9 +52,7 @@ def table(results: dict[str, dict], train_times: dict[str, float]) -> str:
     names = list(results)
     keys = [k for k in results[names[0]] if not k.startswith("_")]
     keys = sorted(keys, key=lambda k: (k == "all", "/" in k, k))
-    head = "| language | n | " + " | ".join(
-        f"{n} intent F1 | {n} lang acc" for n in names
-    ) + " |"
+    head = "| language | n | " + " | ".join(f"{n} intent F1 | {n} lang acc" for n in names) + " |"
     sep = "|---|---:|" + "---:|---:|" * len(names)
     lines = [head, sep]
     for key in keys:
