@@ -1,0 +1,1 @@
+"""The Rasa action server (rasa-sdk): ``rasa run actions --actions actions``."""

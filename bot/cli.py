@@ -197,13 +197,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     host, port = args.host, args.port
     print(
         f"""
-The helpline is starting on http://{host}:{port} (Ctrl-C stops it). To talk to it:
+The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1:{args.actions_port}
+(Ctrl-C stops both). To talk to it:
 
   understand a message:
     curl -s http://{host}:{port}/model/parse -d '{{"text": "amar beton dey nai"}}'
   many messages at once:  echo "boss keeps my passport" | uv run helpline parse
 """,
         file=sys.stderr,
+    )
+    import subprocess
+
+    endpoints = yaml.safe_load(Path(args.endpoints).read_text(encoding="utf-8")) or {}
+    endpoints["action_endpoint"] = {"url": f"http://127.0.0.1:{args.actions_port}/webhook"}
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as tmp:
+        yaml.safe_dump(endpoints, tmp)
+    actions = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rasa_sdk",
+            "--actions",
+            "actions",
+            "--port",
+            str(args.actions_port),
+        ],
+        cwd=ROOT,
     )
     from rasa.__main__ import main as rasa_main
 
@@ -218,11 +237,16 @@ The helpline is starting on http://{host}:{port} (Ctrl-C stops it). To talk to i
         "--port",
         str(port),
         "--endpoints",
-        str(ROOT / "endpoints.yml"),
+        tmp.name,
         "--credentials",
         str(ROOT / "credentials.yml"),
     ]
-    rasa_main()
+    try:
+        rasa_main()
+    finally:
+        actions.terminate()
+        actions.wait(timeout=30)
+        os.unlink(tmp.name)
     return 0
 
 
@@ -374,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train if needed and start the server")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5005)
+    p.add_argument("--actions-port", type=int, default=5055)
+    p.add_argument("--endpoints", default=str(ROOT / "endpoints.yml"))
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("cases", help="list or show cases in the case store (operators)")

@@ -1,0 +1,73 @@
+"""The conversation's language is sticky: "ok" never flips it (bot.language, actions.language)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.language import ValidateSlotMappings
+from bot.language import sticky_language
+
+
+@pytest.mark.parametrize(
+    "current, detected, confidence, text, requested, expected",
+    [
+        (None, "bn", 1.0, "আমার বেতন", None, "bn"),  # first clear message sets it
+        (None, "en", 0.3, "ok", None, None),  # not clear enough to choose
+        ("bn", "en", 0.7, "ok", None, "bn"),  # "ok" never flips it
+        ("bn", "en", 0.99, "yes", None, "bn"),  # even a confident one-word reply
+        ("vi", "id", 0.95, "gaji saya belum dibayar", None, "id"),  # unmistakably another
+        ("vi", "id", 0.6, "gaji saya belum dibayar", None, "vi"),  # not sure enough
+        ("bn", "en", 0.8, "english please", "en", "en"),  # asked for
+        ("ne", None, 0.0, "", None, "ne"),
+    ],
+)
+def test_sticky_language(current, detected, confidence, text, requested, expected):
+    assert sticky_language(current, detected, confidence, text, requested) == expected
+
+
+def tracker(slot, text, intent, language, confidence, entities=()):
+    return Tracker(
+        sender_id="test",
+        slots={"language": slot},
+        latest_message={
+            "text": text,
+            "intent": {"name": intent, "confidence": 0.9},
+            "entities": list(entities),
+            "language": language,
+            "language_confidence": confidence,
+        },
+        events=[],
+        paused=False,
+        followup_action=None,
+        active_loop={},
+        latest_action_name="action_listen",
+    )
+
+
+DOMAIN = {"slots": {"language": {"type": "text", "mappings": [{"type": "custom"}]}}}
+
+
+def run(t):
+    dispatcher = CollectingDispatcher()
+    events = asyncio.run(ValidateSlotMappings().run(dispatcher, t, DOMAIN))
+    return events, dispatcher.messages
+
+
+def test_action_sets_the_language_from_the_first_clear_message():
+    assert run(tracker(None, "মালিক বেতন দেয় না", "wages", "bn", 1.0)) == (
+        [SlotSet("language", "bn")], [])
+
+
+def test_action_keeps_the_language_on_ok():
+    assert run(tracker("bn", "ok", "affirm", "en", 0.76)) == ([], [])
+
+
+def test_action_switches_when_asked():
+    entities = [{"entity": "language", "value": "ne", "start": 0, "end": 6}]
+    assert run(tracker("bn", "nepali please", "choose_language", "en", 0.9, entities)) == (
+        [SlotSet("language", "ne")], [])
