@@ -28,3 +28,12 @@ def _no_outside_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded)
     # Rasa's telemetry would try to phone home.
     monkeypatch.setenv("RASA_TELEMETRY_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def model() -> Path:
+    """The real model, trained on every locale pack. models/ is the product's own model folder:
+    an up-to-date model is reused, not retrained."""
+    from bot import cli
+
+    return cli.train(models_dir=ROOT / "models")

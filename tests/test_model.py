@@ -18,12 +18,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="session")
-def model() -> Path:
-    # models/ is the product's own model folder: an up-to-date model is reused, not retrained
-    return cli.train(models_dir=ROOT / "models")
-
-
-@pytest.fixture(scope="session")
 def parser(model):
     return cli.Parser(model)
 

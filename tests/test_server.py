@@ -64,13 +64,6 @@ def server(tmp_path_factory, model):
     log.close()
 
 
-@pytest.fixture(scope="module")
-def model():
-    from bot import cli
-
-    return cli.train(models_dir=ROOT / "models")
-
-
 def test_parse_over_http(server):
     base, _ = server
     result = call(f"{base}/model/parse", {"text": "sahu le passport rakhyo"})
