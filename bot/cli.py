@@ -103,6 +103,9 @@ def train(
     )
     from rasa.api import train as rasa_train
 
+    # progress: Rasa logs each component as it starts and finishes training
+    logging.getLogger("rasa.engine.training.hooks").setLevel(logging.INFO)
+
     models_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as tmp:
         yaml.safe_dump(config, tmp, allow_unicode=True, sort_keys=False)

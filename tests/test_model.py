@@ -117,6 +117,7 @@ def test_parse_without_a_model_is_a_clear_error(tmp_path):
 
 def test_rasa_data_validate():
     files = [str(f) for f in sorted((ROOT / "locales").glob("*/nlu/*.yml"))]
+    files += [str(f) for f in sorted((ROOT / "nlu" / "data").glob("*.yml"))]
     proc = subprocess.run(
         [
             sys.executable,
