@@ -10,7 +10,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help install run train test test-fast lint bench-nlu clean
+.PHONY: help install run train test test-fast lint bench-nlu clean i18n-extract i18n-update i18n-compile sms-report
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,24 @@ lint: install ## ruff
 
 bench-nlu: install ## train ours and stock Rasa, evaluate on the held-out set, update docs/benchmarks.md
 	$(RUN) python tests/bench/bench_nlu.py --write docs/benchmarks.md --extra tests/bench/ours_diet.yml
+
+PYBABEL := $(RUN) pybabel
+
+i18n-extract: install ## collect the bot's responses (N_() in actions/ and bot/) into locales/messages.pot
+	$(PYBABEL) extract -F babel.cfg -k N_ --no-location --sort-output --project migrant-helpline \
+	  -o locales/messages.pot .
+
+i18n-update: install ## bring every pack's messages.po up to date with messages.pot (new packs get one)
+	@for pack in locales/*/pack.yml; do code=$$(basename $$(dirname $$pack)); \
+	  if [ ! -f locales/$$code/LC_MESSAGES/messages.po ]; then \
+	    $(PYBABEL) init -i locales/messages.pot -d locales -D messages -l $$code; fi; done
+	$(PYBABEL) update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching
+
+i18n-compile: install ## compile the catalogues to .mo (checks them; the bot itself reads the .po files)
+	$(PYBABEL) compile -d locales -D messages --statistics
+
+sms-report: install ## SMS segments of every response in every language (G = GSM-7, U = UCS-2)
+	$(RUN) python -m bot.i18n
 
 clean: ## remove trained models and caches (not the installed environment)
 	rm -rf models .rasa .pytest_cache
