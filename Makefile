@@ -43,7 +43,7 @@ lint: install ## ruff
 	$(RUN) ruff check bot nlu actions tests
 
 bench-nlu: install ## train ours and stock Rasa, evaluate on the held-out set, update docs/benchmarks.md
-	$(RUN) python tests/bench/bench_nlu.py --write docs/benchmarks.md --extra tests/bench/ours_diet.yml
+	$(RUN) python tests/bench/bench_nlu.py --write docs/benchmarks.md
 
 PYBABEL := $(RUN) pybabel
 
