@@ -61,9 +61,25 @@ def fingerprint(paths: Iterable[Path], config: dict) -> str:
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
     code = sorted((ROOT / "nlu").rglob("*.py")) + [ROOT / "bot" / "locale_packs.py"]
     for path in sorted(set(paths)) + code:
-        digest.update(str(path.name).encode())
+        digest.update("/".join(path.parts[-3:]).encode())  # pack/kind/file, not the clone's path
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
+
+
+def training_inputs(
+    packs: list[locale_packs.LocalePack],
+    locales_dir: Path,
+    config_path: Path,
+    domain_path: Path,
+    data_dir: Path,
+) -> tuple[list[Path], dict, str]:
+    """Training files, the config as trained, and the model's name: a hash of the config, the
+    domain, the training data, every pack.yml and our NLU code. Translations (``.po``) are not
+    part of it: editing one never retrains."""
+    files = _training_files(packs, data_dir)
+    config = _config_for(config_path, Path(locales_dir).resolve())
+    inputs = files + [domain_path] + [p.path / "pack.yml" for p in packs]
+    return files, config, f"{MODEL_PREFIX}{fingerprint(inputs, config)}"
 
 
 def latest_model(models_dir: Path) -> Path | None:
@@ -86,10 +102,7 @@ def train(
         problems = locale_packs.check(pack, minimums=False)
         if problems:
             raise CliError(f"locale pack {pack.code} has problems:\n  " + "\n  ".join(problems))
-    files = _training_files(packs, data_dir)
-    config = _config_for(config_path, Path(locales_dir).resolve())
-    fp = fingerprint(files + [domain_path], config)
-    name = f"{MODEL_PREFIX}{fp}"
+    files, config, name = training_inputs(packs, locales_dir, config_path, domain_path, data_dir)
     target = models_dir / f"{name}.tar.gz"
     if target.exists() and not force:
         print(f"model is up to date: {target}", file=sys.stderr)

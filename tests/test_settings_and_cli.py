@@ -116,3 +116,34 @@ def test_cases_list_and_show(tmp_path):
             "viewed",
         ]
     db.dispose()
+
+
+def _model_name(locales):
+    from bot import cli, locale_packs
+
+    packs = locale_packs.discover(locales)
+    return cli.training_inputs(
+        packs, locales, ROOT / "config.yml", ROOT / "domain.yml", ROOT / "nlu" / "data"
+    )[2]
+
+
+def test_model_name_follows_training_inputs_but_not_translations(tmp_path):
+    import shutil
+
+    locales = tmp_path / "locales"
+    shutil.copytree(ROOT / "locales", locales)
+    name = _model_name(locales)
+    assert name == _model_name(locales)
+
+    po = locales / "bn" / "LC_MESSAGES" / "messages.po"
+    po.write_text(po.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    assert _model_name(locales) == name  # a translation edit never retrains
+
+    pack = locales / "bn" / "pack.yml"
+    pack.write_text(pack.read_text(encoding="utf-8").replace("MY: [", "MY: [malaysia2, "))
+    changed = _model_name(locales)
+    assert changed != name  # a new country name retrains
+
+    intents = locales / "ne" / "nlu" / "intents.yml"
+    intents.write_text(intents.read_text(encoding="utf-8") + "\n    - namaste hajur aama\n")
+    assert _model_name(locales) != changed

@@ -11,16 +11,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import joblib
-from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from bot import locale_packs
+from nlu.components.pack_trained import PackTrainedComponent
 from nlu.langid import FALLBACK_LANGUAGE, LanguageIdentifier
 from nlu.script import normalize
 
@@ -28,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 LANGUAGE = "language"
 LANGUAGE_CONFIDENCE = "language_confidence"
-_MODEL_FILE = "language_identifier.joblib"
 
 
 def pack_examples(locales_dir: Path | str) -> list[tuple[str, str]]:
@@ -41,7 +38,7 @@ def pack_examples(locales_dir: Path | str) -> list[tuple[str, str]]:
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=True)
-class LanguageIdentifierComponent(GraphComponent):
+class LanguageIdentifierComponent(PackTrainedComponent[LanguageIdentifier]):
     """Trains on the locale packs' examples; tags each message with its language."""
 
     @staticmethod
@@ -52,35 +49,13 @@ class LanguageIdentifierComponent(GraphComponent):
             "fallback_language": FALLBACK_LANGUAGE,
         }
 
-    def __init__(
-        self,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        identifier: LanguageIdentifier | None = None,
-    ) -> None:
-        self._config = config
-        self._model_storage = model_storage
-        self._resource = resource
-        self.identifier = identifier
-
-    @classmethod
-    def create(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> LanguageIdentifierComponent:
-        return cls(config, model_storage, resource)
-
     def train(self, training_data: TrainingData) -> Resource:
         # The packs, not the merged training data, know which example is in which language.
         # ``training_data`` is still an input, so Rasa retrains when any example changes.
         locales_dir = self._config["locales_dir"]
         pairs = pack_examples(locales_dir)
         packs = locale_packs.discover(locales_dir)
-        self.identifier = LanguageIdentifier.train(
+        identifier = LanguageIdentifier.train(
             pairs,
             self._config["fallback_language"],
             priors={p.code: float(p.meta.get("langid_prior", 1.0)) for p in packs},
@@ -91,25 +66,10 @@ class LanguageIdentifierComponent(GraphComponent):
         logger.info(
             "language identifier: %d examples; scripts decided by rule: %s; classifiers: %s",
             len(pairs),
-            self.identifier.script_language,
-            sorted(self.identifier.classifiers),
+            identifier.script_language,
+            sorted(identifier.classifiers),
         )
-        with self._model_storage.write_to(self._resource) as path:
-            joblib.dump(self.identifier, Path(path) / _MODEL_FILE)
-        return self._resource
-
-    @classmethod
-    def load(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-        **kwargs: Any,
-    ) -> LanguageIdentifierComponent:
-        with model_storage.read_from(resource) as path:
-            identifier = joblib.load(Path(path) / _MODEL_FILE)
-        return cls(config, model_storage, resource, identifier)
+        return self.persist(identifier)
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         return training_data
@@ -117,9 +77,9 @@ class LanguageIdentifierComponent(GraphComponent):
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
             text = message.get(TEXT)
-            if not isinstance(text, str) or self.identifier is None:
+            if not isinstance(text, str) or self.model is None:
                 continue
-            guess = self.identifier.identify(text)
+            guess = self.model.identify(text)
             message.set(LANGUAGE, guess.language, add_to_output=True)
             message.set(LANGUAGE_CONFIDENCE, round(guess.confidence, 4), add_to_output=True)
         return messages
