@@ -23,7 +23,6 @@ from bot.taxonomy import CASE_REF_PATTERN, normalize_case_ref
 _UNSPACED_SCRIPTS = regex.compile(
     r"[\p{Thai}\p{Myanmar}\p{Khmer}\p{Lao}\p{Han}\p{Hiragana}\p{Katakana}]"
 )
-_WORD_CHAR = regex.compile(r"[\p{L}\p{M}\p{N}]")
 _TOKEN = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 
 

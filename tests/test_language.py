@@ -60,7 +60,9 @@ def run(t):
 
 def test_action_sets_the_language_from_the_first_clear_message():
     assert run(tracker(None, "মালিক বেতন দেয় না", "wages", "bn", 1.0)) == (
-        [SlotSet("language", "bn")], [])
+        [SlotSet("language", "bn")],
+        [],
+    )
 
 
 def test_action_keeps_the_language_on_ok():
@@ -70,4 +72,6 @@ def test_action_keeps_the_language_on_ok():
 def test_action_switches_when_asked():
     entities = [{"entity": "language", "value": "ne", "start": 0, "end": 6}]
     assert run(tracker("bn", "nepali please", "choose_language", "en", 0.9, entities)) == (
-        [SlotSet("language", "ne")], [])
+        [SlotSet("language", "ne")],
+        [],
+    )

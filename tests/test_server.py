@@ -41,9 +41,22 @@ def server(tmp_path_factory, model):
     port, actions_port = free_port(), free_port()
     log = open(tmp / "server.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "run", "--port", str(port), "--actions-port",
-         str(actions_port), "--endpoints", str(endpoints)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "bot.cli",
+            "run",
+            "--port",
+            str(port),
+            "--actions-port",
+            str(actions_port),
+            "--endpoints",
+            str(endpoints),
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "RASA_TELEMETRY_ENABLED": "false"},
     )
     base = f"http://127.0.0.1:{port}"

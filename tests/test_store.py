@@ -105,6 +105,9 @@ def test_case_reference_and_secret(db):
             is None
         )
         assert repo.case_for_worker(s, reference=case.reference, secret=secret) is case
+        later, _ = repo.create_case(s, contact=contact, category="wages")
+        assert repo.latest_case(s, contact=contact) is later
+        assert repo.latest_case(s, contact=other_phone) is None
 
 
 def test_status_workflow_and_audit(db):

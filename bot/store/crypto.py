@@ -24,9 +24,6 @@ class FieldCipher:
                 " changed without keeping the old one after it?"
             ) from exc
 
-    def rotate(self, token: str) -> str:
-        return self._fernet.rotate(token.encode("ascii")).decode("ascii")
-
 
 def generate_key() -> str:
     return Fernet.generate_key().decode("ascii")
