@@ -1,11 +1,15 @@
-"""The bot's first responses, in English; translated in each pack's messages.po.
+"""Every response of the bot, in English; translated in each pack's ``messages.po``.
 
 Written for a worker with little schooling, reading on a cheap phone, perhaps with someone
-looking over their shoulder: short, plain words, SMS-sized. Placeholders are named.
+looking over their shoulder: short, plain words, SMS-sized, whole sentences (never joined from
+translated fragments). Placeholders are named. Numbers the worker replies with are the same in
+every language (``0`` is always the menu; in yes/no questions ``1`` is yes and ``2`` is no).
+Rights answers are not here: they are data in each pack's ``rights.yml``.
 """
 
 from bot.i18n import N_
 
+# --- First contact, menu, language -------------------------------------------------------------
 GREETING = N_("Hello. This is a free helpline for migrant workers. What you write here is private.")
 
 MENU = N_(
@@ -14,15 +18,162 @@ MENU = N_(
     "2 Report a problem\n"
     "3 Check your case\n"
     "4 Talk to a person\n"
-    "5 Change language"
+    "5 Change language\n"
+    "6 Delete my data"
 )
 
 NOT_UNDERSTOOD = N_("Sorry, I did not understand. Please reply with a number from the menu.")
+
+OUT_OF_SCOPE = N_("Sorry, I can only help with work problems and workers' rights.")
+
+ASK_QUESTION = N_(
+    "Write your question in your own words. For example: my boss keeps my passport."
+)
 
 CHOOSE_LANGUAGE = N_("Which language do you want? Reply with a number:")
 
 LANGUAGE_SET = N_("OK. I will write to you in English.")
 
+MENU_HINT = N_("Reply 0 for the menu.")
+
+WELCOME = N_("You are welcome. Reply 0 for the menu.")
+
+GOODBYE = N_("Take care. You can write again at any time.")
+
+OK = N_("OK.")
+
+# --- Rights answers ----------------------------------------------------------------------------
+ASK_COUNTRY = N_("Which country do you work in? Reply with a number or the name:")
+
+OTHER_COUNTRY = N_("Other country")
+
+GENERAL_ANSWER = N_(
+    "I do not have the rules of {country} yet. A caseworker can tell you more. This is true"
+    " everywhere:"
+)
+
+ANSWER_OFFER = N_(
+    "Reply 1 to report this problem, 2 to see where this answer comes from, 0 for the menu."
+)
+
+ANSWER_SOURCE = N_("Source: {source}. Last checked: {date}.")
+
+# --- Grievance intake (the grievance form) -----------------------------------------------------
+INTAKE_PRIVACY = N_(
+    "Before you start: we keep what you write private. We share it only when you say yes, or if"
+    " a life is in danger. You do not need to give your name. Write 'skip' to skip a question,"
+    " or 'cancel' to stop."
+)
+
+ASK_WHAT_HAPPENED = N_("What happened? Write it in your own words.")
+
+ASK_CITY = N_("In which city or town?")
+
+ASK_WORKPLACE = N_("What is the name of the workplace or company?")
+
+ASK_WHO = N_("Who did this? For example: employer, agent, broker or supervisor.")
+
+ASK_WHEN = N_("When did it happen?")
+
+ASK_WORKERS_AFFECTED = N_("How many workers have this problem? Write a number.")
+
+ASK_FEES_PAID = N_("How much did you pay in fees for this job?")
+
+ASK_WAGES_OWED = N_("How much pay is owed to you?")
+
+ASK_MAY_IDENTIFY = N_(
+    "When we act on your case, can we say who you are? Reply 1 for yes, 2 for no."
+)
+
+ASK_CONSENT_NGO = N_(
+    "Can we share your case with a partner organisation that helps workers? Reply 1 for yes,"
+    " 2 for no."
+)
+
+ASK_CONSENT_AUTHORITIES = N_(
+    "Can we share your case with the labour authorities? Reply 1 for yes, 2 for no."
+)
+
+ASK_CONSENT_EMPLOYER = N_(
+    "Can we share your case with your employer or the brand? Reply 1 for yes, 2 for no."
+)
+
+ASK_SAFE_CONTACT = N_(
+    "How and when is it safe to contact you? For example: here, after 8 in the evening."
+)
+
+YES_NO_HINT = N_("Please reply 1 for yes or 2 for no.")
+
+NUMBER_HINT = N_("Please write a number, or 'skip'.")
+
+INTAKE_CANCELLED = N_("OK, I stopped. No case was opened. Reply 0 for the menu.")
+
 CASE_FILED = N_(
     "Your case number is {case_ref}. Your secret code is {secret}. Keep them to check your case."
 )
+
+CASE_NEXT = N_("A caseworker will read your case. Write here if something changes.")
+
+# --- Case status -------------------------------------------------------------------------------
+ASK_CASE_REF = N_("What is your case number? It looks like HX-123456.")
+
+ASK_SECRET = N_("For your safety, write the 4-digit secret code of case {case_ref}.")
+
+CASE_NOT_FOUND = N_("I could not find that case. Check the number and the code, then try again.")
+
+NO_CASE_YET = N_("You have no case yet. Reply 2 to report a problem, 0 for the menu.")
+
+STATUS_NEW = N_("Case {case_ref}: we received it. A caseworker will read it soon.")
+
+STATUS_TRIAGED = N_("Case {case_ref}: a caseworker has read it and will act soon.")
+
+STATUS_IN_PROGRESS = N_("Case {case_ref}: a caseworker is working on it.")
+
+STATUS_REFERRED = N_("Case {case_ref}: we sent it to a partner organisation that can help.")
+
+STATUS_RESOLVED = N_(
+    "Case {case_ref}: it is marked as solved. If it is not solved, write to us here."
+)
+
+STATUS_CLOSED = N_("Case {case_ref}: it is closed. You can report a new problem at any time.")
+
+STATUS_UPDATED = N_("Last change: {date}.")
+
+# --- Emergency ---------------------------------------------------------------------------------
+EMERGENCY = N_(
+    "If you are in danger now, go to a safe place if you can. Our team has been told and will"
+    " contact you as soon as possible."
+)
+
+EMERGENCY_CONTACTS = N_("Help in {country}:")
+
+EMERGENCY_NO_CONTACTS = N_("If you can, call the police emergency number of the country you are in.")
+
+# --- Hand-off ----------------------------------------------------------------------------------
+HANDOFF = N_(
+    "OK. A person from our team will answer you here within {hours} hours. Until then I will not"
+    " reply. If you are in danger, write it here at once."
+)
+
+# --- Erasure -----------------------------------------------------------------------------------
+ERASE_CONFIRM = N_(
+    "Do you want to delete your messages and details? This cannot be undone. Reply 1 for yes,"
+    " 2 for no."
+)
+
+ERASE_DONE = N_(
+    "Done. Your messages and details are deleted. We kept only numbers that do not show who you"
+    " are, like how many cases of each kind, so we know what workers need."
+)
+
+ERASE_CANCELLED = N_("OK, nothing was deleted.")
+
+# Status names in the workflow -> their message.
+STATUS_MESSAGES = {
+    "new": STATUS_NEW,
+    "triaged": STATUS_TRIAGED,
+    "in_progress": STATUS_IN_PROGRESS,
+    "referred": STATUS_REFERRED,
+    "resolved": STATUS_RESOLVED,
+    "closed": STATUS_CLOSED,
+}
