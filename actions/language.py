@@ -1,4 +1,4 @@
-"""Slot extraction after every user message: keeps the ``language`` slot sticky."""
+"""Slot extraction after every user message: the ``language`` and ``country`` slots."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import ValidationAction
 
+from bot import taxonomy
 from bot.language import sticky_language
 
 
@@ -30,3 +31,13 @@ class ValidateSlotMappings(ValidationAction):
             requested,
         )
         return {"language": language} if language != current else {}
+
+    async def extract_country(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The destination country: a country named in the message, unless it is a country
+        workers come from ("I am from Nepal" says nothing about where the rules apply)."""
+        for value in tracker.get_latest_entity_values("country"):
+            if value not in taxonomy.ORIGIN_COUNTRIES and value != tracker.get_slot("country"):
+                return {"country": value}
+        return {}

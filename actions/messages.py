@@ -26,9 +26,7 @@ NOT_UNDERSTOOD = N_("Sorry, I did not understand. Please reply with a number fro
 
 OUT_OF_SCOPE = N_("Sorry, I can only help with work problems and workers' rights.")
 
-ASK_QUESTION = N_(
-    "Write your question in your own words. For example: my boss keeps my passport."
-)
+ASK_QUESTION = N_("Write your question in your own words. For example: my boss keeps my passport.")
 
 CHOOSE_LANGUAGE = N_("Which language do you want? Reply with a number:")
 
@@ -147,7 +145,9 @@ EMERGENCY = N_(
 
 EMERGENCY_CONTACTS = N_("Help in {country}:")
 
-EMERGENCY_NO_CONTACTS = N_("If you can, call the police emergency number of the country you are in.")
+EMERGENCY_NO_CONTACTS = N_(
+    "If you can, call the police emergency number of the country you are in."
+)
 
 # --- Hand-off ----------------------------------------------------------------------------------
 HANDOFF = N_(

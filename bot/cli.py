@@ -165,6 +165,11 @@ class Parser:
             }
         result = self._loop.run_until_complete(self.agent.parse_message(text))
         intent = result.get("intent") or {}
+        if intent.get("name") == "nlu_fallback":
+            # The server asks again below the fallback threshold; parse reports the classifier's
+            # best taxonomy intent and its (low) confidence.
+            ranking = [i for i in result.get("intent_ranking") or [] if i["name"] != "nlu_fallback"]
+            intent = ranking[0] if ranking else {}
         return {
             "text": text,
             "normalized_text": result.get("text", text),

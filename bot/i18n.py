@@ -68,6 +68,23 @@ class Translations:
         return (translated or message).format(**values)
 
 
+def format_date(language: str | None, value) -> str:
+    """A date as people of ``language`` write it (Babel/CLDR); Thai dates in the Buddhist era."""
+    import datetime as dt
+
+    from babel.dates import format_date as babel_format_date
+
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    locale = language or SOURCE_LANGUAGE
+    try:
+        if locale == "th":  # CLDR's Thai patterns are Gregorian; workers read the Buddhist year
+            return f"{babel_format_date(value, 'd MMM', locale='th')} {value.year + 543}"
+        return babel_format_date(value, format="medium", locale=locale)
+    except (ValueError, LookupError):  # a pack whose language CLDR does not know
+        return value.isoformat()
+
+
 def sms_report(translations: Translations) -> str:
     """Segments of every response in every language (GSM-7 160/153, UCS-2 70/67) and the
     median per language: ``make sms-report``."""

@@ -121,3 +121,8 @@ def normalize_case_ref(text: str) -> str | None:
     """``hx 4821`` -> ``HX-4821``; None when ``text`` holds no case reference."""
     m = CASE_REF_PATTERN.search(text)
     return f"HX-{m.group(1)}" if m else None
+
+
+# Countries workers come from (the packs' home countries and neighbours): named in a message they
+# are where the worker is from, never the destination whose rules a rights answer is about.
+ORIGIN_COUNTRIES = frozenset({"BD", "NP", "MM", "VN", "ID", "KH", "LA", "PH", "LK", "IN", "PK"})

@@ -1,0 +1,747 @@
+"""The helpline's conversation logic, independent of how Rasa calls it.
+
+A ``Turn`` is one run of one action: it reads the tracker, speaks through the dispatcher in the
+conversation's language (``bot.i18n``), writes to the case store in one transaction, and collects
+the events to return to Rasa. The Rasa actions in ``actions/actions.py`` and the form in
+``actions/form.py`` are thin wrappers around the functions here.
+
+What the bot waits for after a question is the ``awaiting`` slot: ``menu``, ``language``,
+``country``, ``offer`` (after a rights answer), ``case_ref``, ``secret``, ``erase``. A bare
+number (``choice``, from ``nlu.commands``) or a yes/no is read against it, whatever the
+classifier thought of the message; anything else is a new request.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rasa_sdk import Tracker
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions import messages as m
+from actions import services as services_module
+from bot import taxonomy
+from bot.i18n import format_date
+from bot.store import repository as repo
+from bot.store.models import Case, Contact
+
+logger = logging.getLogger(__name__)
+
+# Main menu numbers (messages.MENU) and the destination countries offered by number.
+MENU_OPTIONS = {
+    "1": "ask",
+    "2": "report",
+    "3": "status",
+    "4": "handoff",
+    "5": "language",
+    "6": "erase",
+}
+MENU_COUNTRIES = ("MY", "TH", "HK", "SG", "TW", "QA")
+OTHER_COUNTRY = "XX"  # "another country": general answers, no country-specific content
+YES, NO = "1", "2"
+DANGER_SCORE = 0.4  # emergency score inside any message that counts as a sign of danger
+MAX_SECRET_FAILURES = 5
+INTAKE_SLOTS = (
+    "intake_what",
+    "intake_country",
+    "intake_city",
+    "intake_workplace",
+    "intake_who",
+    "intake_when",
+    "intake_workers",
+    "intake_fees",
+    "intake_wages",
+    "intake_identify",
+    "intake_consent_ngo",
+    "intake_consent_authorities",
+    "intake_consent_employer",
+    "intake_safe_contact",
+)
+SKIPPED = "-"
+# Topic intents -> the ILO forced-labour indicators a message about them shows (a first pass
+# that caseworkers correct on the dashboard).
+INDICATORS_BY_INTENT = {
+    "documents": ("retention_of_documents",),
+    "wages": ("withholding_of_wages",),
+    "hours": ("excessive_overtime",),
+    "abuse": ("intimidation_threats",),
+    "living_conditions": ("abusive_conditions",),
+    "safety": ("abusive_conditions",),
+    "contract": ("deception",),
+    "emergency": ("physical_sexual_violence",),
+}
+
+
+class Turn:
+    """One action run: the tracker read, the replies said, the events to return."""
+
+    def __init__(
+        self,
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        services: services_module.Services | None = None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.tracker = tracker
+        self.services = services or services_module.get()
+        self.events: list[EventType] = []
+        self.sent: list[str] = []
+        self.session = None
+        self._slots: dict[str, Any] = {}
+        self._contact: Contact | None = None
+        message = tracker.latest_message or {}
+        self.message = message
+        self.intent = (message.get("intent") or {}).get("name")
+        self.choice: str | None = message.get("choice")
+        self.command: str | None = message.get("command")
+        self.text: str = message.get("text") or ""
+
+    # --- reading ---------------------------------------------------------------------------
+    def slot(self, name: str) -> Any:
+        return self._slots[name] if name in self._slots else self.tracker.get_slot(name)
+
+    @property
+    def language(self) -> str:
+        return self.slot("language") or self.message.get("language") or "en"
+
+    @property
+    def channel(self) -> str:
+        return self.tracker.get_latest_input_channel() or "rest"
+
+    def entity(self, name: str) -> str | None:
+        return next(self.tracker.get_latest_entity_values(name), None)
+
+    def score(self, intent: str) -> float:
+        for item in self.message.get("intent_ranking") or []:
+            if item.get("name") == intent:
+                return float(item.get("confidence") or 0.0)
+        top = self.message.get("intent") or {}
+        return float(top.get("confidence") or 0.0) if top.get("name") == intent else 0.0
+
+    @property
+    def yes(self) -> bool:
+        return self.choice == YES or (self.choice is None and self.intent == "affirm")
+
+    @property
+    def no(self) -> bool:
+        return self.choice == NO or (self.choice is None and self.intent == "deny")
+
+    def danger(self) -> bool:
+        """Signs of danger now in this message, whatever it was classified as."""
+        if self.choice or self.command:
+            return False
+        return self.intent == "emergency" or self.score("emergency") >= DANGER_SCORE
+
+    # --- writing ---------------------------------------------------------------------------
+    def t(self, message: str, **values: Any) -> str:
+        return self.services.translations.text(self.language, message, **values)
+
+    def say(self, message: str, **values: Any) -> None:
+        self.send(self.t(message, **values))
+
+    def send(self, text: str) -> None:
+        self.dispatcher.utter_message(text=text)
+        self.sent.append(text)
+
+    def set(self, slot: str, value: Any) -> None:
+        self._slots[slot] = value
+        self.events.append(SlotSet(slot, value))
+
+    def follow(self, action: str) -> None:
+        self.events.append(FollowupAction(action))
+
+    # --- the case store ----------------------------------------------------------------------
+    @property
+    def pseudonym(self) -> str:
+        return self.services.pseudonym(self.channel, self.tracker.sender_id)
+
+    def contact(self, create: bool = False) -> Contact | None:
+        if self._contact is None:
+            from sqlalchemy import select
+
+            self._contact = self.session.execute(
+                select(Contact).where(Contact.pseudonym == self.pseudonym)
+            ).scalar_one_or_none()
+            if self._contact is None and create:
+                self._contact = repo.upsert_contact(
+                    self.session,
+                    pseudonym=self.pseudonym,
+                    channel=self.channel,
+                    language=self.language,
+                    country=self.destination,
+                )
+        return self._contact
+
+    @property
+    def destination(self) -> str | None:
+        country = self.slot("country")
+        return country if country and country != OTHER_COUNTRY else None
+
+    def current_case(self) -> Case | None:
+        """The case this conversation is attached to (filed here, or raised by an emergency)."""
+        ref = self.slot("case_ref")
+        case = repo.find_case(self.session, reference=ref) if ref else None
+        contact = self.contact()
+        if case is not None and contact is not None and case.contact_id == contact.id:
+            return case
+        return None
+
+    def handoff_case(self) -> Case | None:
+        contact = self.contact()
+        if contact is None:
+            return None
+        from sqlalchemy import select
+
+        return self.session.execute(
+            select(Case)
+            .where(Case.contact_id == contact.id, Case.handoff.is_(True))
+            .order_by(Case.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+
+    def record(self, case: Case | None = None, *, history: bool = False) -> None:
+        """Adds this turn to ``case``'s transcript: the worker's message and the replies, or with
+        ``history`` the whole conversation so far from the tracker."""
+        case = case or self.current_case()
+        contact = self.contact()
+        if case is None or contact is None:
+            return
+        if history:
+            for event in self.tracker.events:
+                if event.get("event") == "user" and event.get("text"):
+                    self._add_inbound(case, contact, event)
+                elif event.get("event") == "bot" and event.get("text"):
+                    repo.add_message(
+                        self.session, contact=contact, case=case, direction="out",
+                        text=event["text"], language=self.language, author="bot",
+                    )  # fmt: skip
+        else:
+            latest = next(
+                (e for e in reversed(self.tracker.events) if e.get("event") == "user"), None
+            )
+            if latest and latest.get("text"):
+                self._add_inbound(case, contact, latest)
+        for text in self.sent:
+            repo.add_message(
+                self.session, contact=contact, case=case, direction="out", text=text,
+                language=self.language, author="bot",
+            )  # fmt: skip
+        self.sent = []
+
+    def _add_inbound(self, case: Case, contact: Contact, event: dict) -> None:
+        from sqlalchemy import select
+
+        from bot.store.models import Message
+
+        provider_id = f"rasa:{event.get('message_id')}" if event.get("message_id") else None
+        if (
+            provider_id
+            and self.session.execute(
+                select(Message.id).where(Message.provider_id == provider_id)
+            ).first()
+        ):
+            return  # already in the transcript (from the channel or an earlier turn)
+        parse = event.get("parse_data") or {}
+        repo.add_message(
+            self.session,
+            contact=contact,
+            case=case,
+            direction="in",
+            text=event["text"],
+            language=parse.get("language") or self.language,
+            intent=(parse.get("intent") or {}).get("name"),
+            provider_id=provider_id,
+        )
+
+
+# --- menu and language -----------------------------------------------------------------------
+def show_menu(turn: Turn, greeting: bool = False) -> None:
+    if greeting:
+        turn.say(m.GREETING)
+    turn.say(m.MENU)
+    turn.set("awaiting", "menu")
+
+
+def not_understood(turn: Turn) -> None:
+    turn.say(m.NOT_UNDERSTOOD)
+    turn.say(m.MENU)
+    turn.set("awaiting", "menu")
+
+
+def language_options(turn: Turn) -> list[str]:
+    return [pack.code for pack in turn.services.packs]
+
+
+def ask_language(turn: Turn) -> None:
+    lines = [turn.t(m.CHOOSE_LANGUAGE)]
+    for i, pack in enumerate(turn.services.packs, start=1):
+        lines.append(f"{i} {pack.name}")
+    turn.send("\n".join(lines))
+    turn.set("awaiting", "language")
+
+
+def set_language(turn: Turn, code: str) -> None:
+    turn.set("language", code)
+    turn.say(m.LANGUAGE_SET)
+    turn.say(m.MENU_HINT)
+    turn.set("awaiting", None)
+    contact = turn.contact()
+    if contact is not None:
+        contact.language = code
+
+
+def choose_language(turn: Turn) -> None:
+    requested = turn.entity("language")
+    if requested and requested in language_options(turn):
+        set_language(turn, requested)
+    else:
+        ask_language(turn)
+
+
+# --- rights answers ----------------------------------------------------------------------------
+def country_name(turn: Turn, code: str) -> str:
+    for pack in turn.services.packs:
+        if pack.code == turn.language:
+            names = pack.countries.get(code) or []
+            if names:
+                name = str(names[0])
+                return name.title() if name.isascii() and name.islower() else name
+    try:
+        from babel import Locale
+
+        return Locale.parse(turn.language).territories.get(code) or code
+    except (ValueError, LookupError):
+        return code
+
+
+def ask_country(turn: Turn, awaiting: bool = True) -> None:
+    lines = [turn.t(m.ASK_COUNTRY)]
+    for i, code in enumerate(MENU_COUNTRIES, start=1):
+        lines.append(f"{i} {country_name(turn, code)}")
+    lines.append(f"{len(MENU_COUNTRIES) + 1} {turn.t(m.OTHER_COUNTRY)}")
+    turn.send("\n".join(lines))
+    if awaiting:
+        turn.set("awaiting", "country")
+
+
+def country_from_answer(turn: Turn) -> str | None:
+    """The destination country in a reply to the country question, if it is one."""
+    if turn.choice:
+        index = int(turn.choice) - 1
+        if 0 <= index < len(MENU_COUNTRIES):
+            return MENU_COUNTRIES[index]
+        if index == len(MENU_COUNTRIES):
+            return OTHER_COUNTRY
+        return None
+    country = turn.entity("country")
+    if country and country not in taxonomy.ORIGIN_COUNTRIES:
+        return country
+    return None
+
+
+def rights_answer(turn: Turn, topic: str) -> None:
+    turn.set("topic", topic)
+    country = turn.slot("country")
+    if not country:
+        ask_country(turn)
+        return
+    answer = turn.services.rights.answer(turn.language, topic, turn.destination)
+    if answer is None:  # pragma: no cover - every topic intent has an answer (tested)
+        not_understood(turn)
+        return
+    if answer.general and turn.destination and turn.services.rights.countries(topic):
+        turn.say(m.GENERAL_ANSWER, country=country_name(turn, turn.destination))
+    turn.send(answer.text)
+    turn.say(m.ANSWER_OFFER)
+    turn.set("awaiting", "offer")
+
+
+def answer_source(turn: Turn) -> None:
+    topic = turn.slot("topic")
+    answer = turn.services.rights.answer(turn.language, topic, turn.destination) if topic else None
+    if answer is None:
+        show_menu(turn)
+        return
+    turn.say(
+        m.ANSWER_SOURCE, source=answer.source, date=format_date(turn.language, answer.reviewed)
+    )
+    turn.say(m.ANSWER_OFFER)
+    turn.set("awaiting", "offer")
+
+
+# --- grievance intake --------------------------------------------------------------------------
+def start_report(turn: Turn, topic: str | None = None) -> None:
+    if topic:
+        turn.set("topic", topic)
+    for slot in INTAKE_SLOTS:
+        if turn.tracker.get_slot(slot) is not None:
+            turn.set(slot, None)
+    turn.set("intake_cancelled", None)
+    turn.set("awaiting", None)
+    turn.say(m.INTAKE_PRIVACY)
+    turn.follow("grievance_form")
+
+
+def intake_category(turn: Turn, intents: list[str]) -> str:
+    topic = turn.slot("topic")
+    if topic in taxonomy.CASE_CATEGORIES:
+        return topic
+    topics = [i for i in intents if i in taxonomy.CASE_CATEGORIES]
+    # The most frequent topic; on a tie the first one (what happened, in the worker's words).
+    return max(topics, key=lambda t: (topics.count(t), -topics.index(t))) if topics else "other"
+
+
+def intake_intents(turn: Turn) -> list[str]:
+    """The intents of the worker's messages since the report started (their own words)."""
+    intents: list[str] = []
+    for event in reversed(turn.tracker.events):
+        if event.get("event") == "user":
+            parse = event.get("parse_data") or {}
+            if parse.get("choice") or parse.get("command"):
+                continue
+            name = (parse.get("intent") or {}).get("name")
+            ranking = parse.get("intent_ranking") or []
+            if name == "nlu_fallback" and len(ranking) > 1:
+                name = ranking[1]["name"]
+            if name:
+                intents.append(name)
+        if event.get("event") == "active_loop" and event.get("name") == "grievance_form":
+            break
+    return intents[::-1]  # in the order the worker wrote them
+
+
+def assess(turn: Turn, intents: list[str]) -> tuple[str, str, list[str]]:
+    """Category, urgency and ILO indicators from what the worker wrote (rights brief sect. 4)."""
+    indicators = sorted({i for intent in intents for i in INDICATORS_BY_INTENT.get(intent, ())})
+    category = intake_category(turn, intents)
+    urgency = "normal"
+    if "emergency" in intents:
+        urgency = "immediate"
+    elif len(indicators) >= 3 or {"retention_of_documents", "intimidation_threats"} <= set(
+        indicators
+    ):
+        urgency = "high"
+    if len(indicators) >= 3:
+        category = "forced_labour"
+    return category, urgency, indicators
+
+
+def _intake_value(turn: Turn, slot: str) -> Any:
+    value = turn.slot(slot)
+    return None if value in (None, SKIPPED) else value
+
+
+def file_case(turn: Turn) -> None:
+    if turn.slot("intake_cancelled"):
+        turn.say(m.INTAKE_CANCELLED)
+        clear_intake(turn)
+        return
+    intents = intake_intents(turn)
+    category, urgency, indicators = assess(turn, intents)
+    country = _intake_value(turn, "intake_country") or turn.destination
+    if country == OTHER_COUNTRY:
+        country = None
+    workers = _intake_value(turn, "intake_workers")
+    intake = {
+        "what_happened": _intake_value(turn, "intake_what"),
+        "city": _intake_value(turn, "intake_city"),
+        "workplace": _intake_value(turn, "intake_workplace"),
+        "who": _intake_value(turn, "intake_who"),
+        "happened_when": _intake_value(turn, "intake_when"),
+        "workers_affected": int(workers) if workers is not None else None,
+        "fees_paid": _intake_value(turn, "intake_fees"),
+        "wages_owed": _intake_value(turn, "intake_wages"),
+        "may_identify": _intake_value(turn, "intake_identify"),
+        "consent_ngo": _intake_value(turn, "intake_consent_ngo"),
+        "consent_authorities": _intake_value(turn, "intake_consent_authorities"),
+        "consent_employer": _intake_value(turn, "intake_consent_employer"),
+        "safe_contact": _intake_value(turn, "intake_safe_contact"),
+    }
+    contact = turn.contact(create=True)
+    case = turn.current_case()
+    if case is not None and case.status not in ("resolved", "closed") and case.handoff is False:
+        # An emergency during this intake already opened the case: complete it, keep the secret.
+        for field, value in intake.items():
+            setattr(case, field, value)
+        case.category = category if case.category == "other" else case.category
+        case.ilo_indicators = sorted(set(case.ilo_indicators or []) | set(indicators))
+        if urgency == "high" and case.urgency == "normal":
+            repo.change_urgency(turn.session, case=case, urgency="high", actor="bot")
+        secret = None
+    else:
+        case, secret = repo.create_case(
+            turn.session,
+            contact=contact,
+            category=category,
+            urgency=urgency,
+            language=turn.language,
+            country=country,
+            channel=turn.channel,
+            ilo_indicators=indicators,
+            **intake,
+        )
+        turn.set("case_ref", case.reference)
+        turn._slots["case_ref"] = case.reference
+    if secret:
+        turn.say(m.CASE_FILED, case_ref=case.reference, secret=secret)
+    turn.say(m.CASE_NEXT)
+    turn.record(case, history=True)
+    if urgency in ("immediate", "high"):
+        alert(turn, case, "case_filed")
+    clear_intake(turn)
+
+
+def clear_intake(turn: Turn) -> None:
+    for slot in (*INTAKE_SLOTS, "intake_cancelled", "requested_slot"):
+        if turn.tracker.get_slot(slot) is not None:
+            turn.set(slot, None)
+    turn.set("awaiting", None)
+
+
+# --- case status -------------------------------------------------------------------------------
+def tell_status(turn: Turn, case: Case) -> None:
+    turn.say(m.STATUS_MESSAGES[case.status], case_ref=case.reference)
+    turn.say(m.STATUS_UPDATED, date=format_date(turn.language, case.updated_at))
+    turn.set("awaiting", None)
+    turn.set("pending_ref", None)
+
+
+def case_status(turn: Turn, reference: str | None = None) -> None:
+    reference = reference or turn.entity("case_ref")
+    contact = turn.contact()
+    if reference:
+        case = repo.find_case(turn.session, reference=reference)
+        if case is not None and contact is not None and case.contact_id == contact.id:
+            tell_status(turn, case)
+            return
+        # Maybe filed from another phone or channel: only with the secret. Never say whether
+        # the reference exists before the secret is right.
+        turn.set("pending_ref", taxonomy.normalize_case_ref(reference) or reference)
+        turn.say(m.ASK_SECRET, case_ref=turn.slot("pending_ref"))
+        turn.set("awaiting", "secret")
+        return
+    case = repo.latest_case(turn.session, contact=contact) if contact is not None else None
+    if case is not None:
+        tell_status(turn, case)
+        return
+    turn.say(m.ASK_CASE_REF)
+    turn.set("awaiting", "case_ref")
+
+
+def check_secret(turn: Turn) -> None:
+    failures = int(turn.slot("secret_failures") or 0)
+    reference = turn.slot("pending_ref")
+    case = None
+    if failures < MAX_SECRET_FAILURES and reference and turn.choice:
+        case = repo.case_for_worker(turn.session, reference=reference, secret=turn.choice)
+    if case is None:
+        turn.set("secret_failures", float(failures + 1))
+        turn.say(m.CASE_NOT_FOUND)
+        turn.say(m.MENU_HINT)
+        turn.set("awaiting", None)
+        turn.set("pending_ref", None)
+        return
+    turn.set("secret_failures", 0.0)
+    tell_status(turn, case)
+
+
+# --- emergency and hand-off --------------------------------------------------------------------
+def alert(turn: Turn, case: Case, reason: str) -> None:
+    turn.services.notifier.alert(
+        {
+            "reason": reason,
+            "case_ref": case.reference,
+            "urgency": case.urgency,
+            "category": case.category,
+            "language": case.language,
+            "country": case.country,
+            "channel": case.channel,
+            "handoff": bool(case.handoff),
+        }
+    )
+
+
+def emergency(turn: Turn) -> None:
+    """Raise (or open) the case to immediate, answer at once, tell the caseworkers."""
+    contact = turn.contact(create=True)
+    case = turn.current_case() or repo.latest_case(turn.session, contact=contact)
+    if case is not None and case.status in ("resolved", "closed"):
+        case = None
+    secret = None
+    if case is None:
+        case, secret = repo.create_case(
+            turn.session,
+            contact=contact,
+            category="other",
+            urgency="immediate",
+            language=turn.language,
+            country=turn.destination,
+            channel=turn.channel,
+            ilo_indicators=[],
+        )
+    else:
+        repo.change_urgency(turn.session, case=case, urgency="immediate", actor="bot")
+    case.handoff = True
+    turn.set("case_ref", case.reference)
+    turn._slots["case_ref"] = case.reference
+    turn.say(m.EMERGENCY)
+    contacts = turn.services.contacts.get(turn.destination or "", [])
+    if contacts:
+        lines = [turn.t(m.EMERGENCY_CONTACTS, country=country_name(turn, turn.destination))]
+        lines += [f"{c.number} {c.name}" for c in contacts]
+        turn.send("\n".join(lines))
+    else:
+        turn.say(m.EMERGENCY_NO_CONTACTS)
+    if secret:
+        turn.say(m.CASE_FILED, case_ref=case.reference, secret=secret)
+    turn.record(case, history=True)
+    alert(turn, case, "emergency")
+
+
+def handoff(turn: Turn) -> None:
+    contact = turn.contact(create=True)
+    case = turn.current_case() or repo.latest_case(turn.session, contact=contact)
+    if case is None or case.status in ("resolved", "closed"):
+        case, _ = repo.create_case(
+            turn.session,
+            contact=contact,
+            category="other",
+            urgency="normal",
+            language=turn.language,
+            country=turn.destination,
+            channel=turn.channel,
+        )
+    case.handoff = True
+    turn.set("case_ref", case.reference)
+    turn._slots["case_ref"] = case.reference
+    turn.set("awaiting", None)
+    turn.say(m.HANDOFF, hours=turn.services.handoff_hours)
+    turn.record(case, history=True)
+    alert(turn, case, "handoff")
+
+
+# --- erasure -----------------------------------------------------------------------------------
+def ask_erase(turn: Turn) -> None:
+    turn.say(m.ERASE_CONFIRM)
+    turn.set("awaiting", "erase")
+
+
+def erase(turn: Turn) -> None:
+    contact = turn.contact()
+    if contact is not None:
+        repo.erase_contact(turn.session, contact=contact, actor="worker")
+    turn.say(m.ERASE_DONE)
+    language = turn.language
+    # The tracker store (bot.tracker_store) deletes this conversation's stored events when it
+    # sees ``erased``; the language is kept so the worker is still answered in it.
+    turn.events = [SlotSet("erased", True), SlotSet("language", language)]
+    turn._slots.clear()
+
+
+# --- reading a reply against what the bot asked -----------------------------------------------
+def resolve_context(turn: Turn) -> bool:
+    """Handles the message as the answer to the bot's last question; False if it is not one."""
+    awaiting = turn.slot("awaiting")
+    if turn.command == "erase":
+        ask_erase(turn)
+        return True
+    if turn.choice == "0":
+        show_menu(turn)
+        return True
+    if awaiting == "menu" and turn.choice in MENU_OPTIONS:
+        return menu_option(turn, MENU_OPTIONS[turn.choice])
+    if awaiting == "language":
+        if turn.choice:
+            options = language_options(turn)
+            index = int(turn.choice) - 1
+            if 0 <= index < len(options):
+                set_language(turn, options[index])
+                return True
+        code = turn.entity("language")
+        if code in language_options(turn):
+            set_language(turn, code)
+            return True
+    if awaiting == "country":
+        country = country_from_answer(turn)
+        if country:
+            turn.set("country", country)
+            contact = turn.contact()
+            if contact is not None and country != OTHER_COUNTRY:
+                contact.country = country
+            topic = turn.slot("topic")
+            if topic:
+                rights_answer(turn, topic)
+            else:
+                show_menu(turn)
+            return True
+    if awaiting == "offer":
+        if turn.yes:
+            start_report(turn, turn.slot("topic"))
+            return True
+        if turn.choice == NO:
+            answer_source(turn)
+            return True
+        if turn.intent == "deny":
+            turn.say(m.OK)
+            turn.say(m.MENU_HINT)
+            turn.set("awaiting", None)
+            return True
+    if awaiting == "erase":
+        if turn.yes:
+            erase(turn)
+            return True
+        if turn.no:
+            turn.say(m.ERASE_CANCELLED)
+            turn.say(m.MENU_HINT)
+            turn.set("awaiting", None)
+            return True
+    if awaiting == "secret" and turn.choice:
+        check_secret(turn)
+        return True
+    if awaiting == "case_ref" and (turn.entity("case_ref") or turn.choice):
+        reference = turn.entity("case_ref") or f"HX-{turn.choice}"
+        case_status(turn, reference)
+        return True
+    return False
+
+
+def menu_option(turn: Turn, option: str) -> bool:
+    turn.set("awaiting", None)
+    if option == "ask":
+        turn.say(m.ASK_QUESTION)
+    elif option == "report":
+        start_report(turn)
+    elif option == "status":
+        case_status(turn)
+    elif option == "handoff":
+        handoff(turn)
+    elif option == "language":
+        ask_language(turn)
+    elif option == "erase":
+        ask_erase(turn)
+    return True
+
+
+def route(turn: Turn) -> None:
+    """help, affirm, deny, thank, goodbye, out_of_scope and low confidence, outside a question."""
+    intent = turn.intent
+    if intent == "thank":
+        turn.say(m.WELCOME)
+        turn.set("awaiting", None)
+    elif intent == "goodbye":
+        turn.say(m.GOODBYE)
+        turn.set("awaiting", None)
+    elif intent == "out_of_scope":
+        turn.say(m.OUT_OF_SCOPE)
+        turn.say(m.MENU)
+        turn.set("awaiting", "menu")
+    elif intent == "help" and not turn.choice and not turn.command:
+        show_menu(turn)
+    elif intent in ("affirm", "deny"):
+        turn.say(m.OK)
+        turn.say(m.MENU_HINT)
+        turn.set("awaiting", None)
+    else:  # nlu_fallback, a number that answers nothing, a command out of place
+        not_understood(turn)

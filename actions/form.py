@@ -1,0 +1,159 @@
+"""The grievance form (a Rasa form): its questions, and reading each answer.
+
+Every question can be skipped (the pack's ``skip`` words) and the worker can stop at any time
+(``cancel``): the form then ends at once and ``action_file_case`` says that no case was opened.
+Answers are kept in the worker's own words; only yes/no and numbers are interpreted. A sign of
+danger in any answer triggers the emergency response at once, and the form goes on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import regex
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.forms import FormValidationAction
+from rasa_sdk.types import DomainDict
+
+from actions import dialogue
+from actions import messages as m
+from actions.actions import HelplineAction
+from actions.dialogue import SKIPPED, Turn
+
+QUESTIONS = {
+    "intake_what": m.ASK_WHAT_HAPPENED,
+    "intake_country": None,  # the numbered country list (dialogue.ask_country)
+    "intake_city": m.ASK_CITY,
+    "intake_workplace": m.ASK_WORKPLACE,
+    "intake_who": m.ASK_WHO,
+    "intake_when": m.ASK_WHEN,
+    "intake_workers": m.ASK_WORKERS_AFFECTED,
+    "intake_fees": m.ASK_FEES_PAID,
+    "intake_wages": m.ASK_WAGES_OWED,
+    "intake_identify": m.ASK_MAY_IDENTIFY,
+    "intake_consent_ngo": m.ASK_CONSENT_NGO,
+    "intake_consent_authorities": m.ASK_CONSENT_AUTHORITIES,
+    "intake_consent_employer": m.ASK_CONSENT_EMPLOYER,
+    "intake_safe_contact": m.ASK_SAFE_CONTACT,
+}
+YES_NO_SLOTS = {
+    "intake_identify",
+    "intake_consent_ngo",
+    "intake_consent_authorities",
+    "intake_consent_employer",
+}
+# Amounts asked only where the topic makes them matter.
+FEES_TOPICS = {"fees", "contract", "documents", None, "other"}
+WAGES_TOPICS = {"wages", "hours", "contract", None, "other"}
+_NUMBER = regex.compile(r"\d{1,6}")
+
+
+def intake_slots(tracker: Tracker) -> list[str]:
+    """The questions for this report, in order."""
+    if tracker.get_slot("intake_cancelled"):
+        return []
+    topic = tracker.get_slot("topic")
+    slots = []
+    for slot in dialogue.INTAKE_SLOTS:
+        if slot == "intake_country" and tracker.get_slot("country"):
+            continue
+        if slot == "intake_fees" and topic not in FEES_TOPICS:
+            continue
+        if slot == "intake_wages" and topic not in WAGES_TOPICS:
+            continue
+        slots.append(slot)
+    return slots
+
+
+class ValidateGrievanceForm(FormValidationAction):
+    def name(self) -> str:
+        return "validate_grievance_form"
+
+    async def required_slots(
+        self,
+        domain_slots: list[str],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> list[str]:
+        return intake_slots(tracker)
+
+    async def validate_answer(
+        self, slot: str, dispatcher: CollectingDispatcher, tracker: Tracker
+    ) -> dict[str, Any]:
+        turn = Turn(dispatcher, tracker)
+        with turn.services.database.session() as session:
+            turn.session = session
+            updates = self.read_answer(turn, slot)
+            if slot != "intake_country" and turn.danger():
+                dialogue.emergency(turn)  # at once; the form goes on
+                updates.update(
+                    {e["name"]: e["value"] for e in turn.events if e.get("event") == "slot"}
+                )
+        return updates
+
+    def read_answer(self, turn: Turn, slot: str) -> dict[str, Any]:
+        if turn.command == "cancel":
+            return {"intake_cancelled": True, slot: SKIPPED}
+        if turn.command == "skip":
+            return {slot: SKIPPED}
+        if slot in YES_NO_SLOTS:
+            if turn.yes:
+                return {slot: True}
+            if turn.no:
+                return {slot: False}
+            turn.say(m.YES_NO_HINT)
+            return {slot: None}
+        if slot == "intake_workers":
+            number = _NUMBER.search(turn.text)
+            if number:
+                return {slot: int(number.group())}
+            turn.say(m.NUMBER_HINT)
+            return {slot: None}
+        if slot == "intake_country":
+            country = dialogue.country_from_answer(turn)
+            if country:
+                return {slot: country, "country": country}
+            # Not one of the listed countries: keep the worker's words, don't ask again.
+            return {slot: turn.text.strip()[:100] or SKIPPED}
+        text = turn.text.strip()
+        return {slot: text or SKIPPED}
+
+
+def _validator(slot: str):
+    async def validate(self, value, dispatcher, tracker, domain) -> dict[str, Any]:
+        return await self.validate_answer(slot, dispatcher, tracker)
+
+    validate.__name__ = f"validate_{slot}"
+    return validate
+
+
+for _slot in QUESTIONS:
+    setattr(ValidateGrievanceForm, f"validate_{_slot}", _validator(_slot))
+
+
+class AskAction(HelplineAction):
+    """``action_ask_<slot>``: asks one question of the form in the worker's language."""
+
+    slot_name = ""
+    reads_context = False
+    checks_danger = False
+
+    def handle(self, turn: Turn) -> None:
+        question = QUESTIONS[self.slot_name]
+        if question is None:
+            dialogue.ask_country(turn, awaiting=False)  # the form reads the answer
+        else:
+            turn.say(question)
+
+
+def _ask_action(slot: str) -> type[AskAction]:
+    return type(
+        f"ActionAsk{''.join(p.title() for p in slot.split('_'))}",
+        (AskAction,),
+        {"slot_name": slot, "action_name": f"action_ask_{slot}", "__module__": __name__},
+    )
+
+
+ASK_ACTIONS = [_ask_action(slot) for slot in QUESTIONS]

@@ -1,0 +1,61 @@
+"""Whole-message commands: menu numbers, case references and each pack's command words.
+
+A worker on a keypad phone answers a menu with ``2`` (or ``২``, ``၂``, ``๒``: the normaliser has
+already made them ASCII), types a case reference alone, or types a word such as ``skip``. These are
+not sentences to classify: what they mean depends on what the bot just asked, which only the
+dialogue knows. So they are recognised exactly here and handed to the dialogue as ``choice`` or
+``command``; the classifier's guess for them would be noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import regex
+
+from bot import taxonomy
+from nlu.gazetteer import fold
+
+# The commands the dialogue acts on; pack.yml ``keywords`` may list more (channel keywords such as
+# stop/start, handled by the channels before the NLU).
+DIALOGUE_COMMANDS = ("skip", "cancel", "erase")
+_NUMBER = regex.compile(r"^\s*#?\s*(\d{1,6})\s*[.)]?\s*$")
+_PUNCT = regex.compile(r"[\p{P}\p{S}\s]+")
+
+
+def _key(text: str) -> str:
+    return _PUNCT.sub(" ", fold(text)).strip()
+
+
+@dataclasses.dataclass
+class CommandWords:
+    """Command word (folded) -> command, from every pack's ``keywords``."""
+
+    words: dict[str, str]
+
+    @classmethod
+    def from_packs(cls, packs) -> CommandWords:
+        words: dict[str, str] = {}
+        for pack in packs:
+            for command, phrases in (pack.meta.get("keywords") or {}).items():
+                if command not in DIALOGUE_COMMANDS:
+                    continue
+                for phrase in phrases or []:
+                    key = _key(str(phrase))
+                    if key:
+                        words.setdefault(key, command)
+                    elif str(phrase).strip():  # punctuation-only words ("-") match as written
+                        words.setdefault(str(phrase).strip(), command)
+        return cls(words)
+
+    def match(self, text: str) -> dict:
+        """``{"choice": "2"}``, ``{"case_ref": "HX-1234"}``, ``{"command": "skip"}`` or ``{}``."""
+        m = _NUMBER.match(text)
+        if m:
+            return {"choice": m.group(1)}
+        stripped = text.strip()
+        ref = taxonomy.normalize_case_ref(stripped)
+        if ref and taxonomy.CASE_REF_PATTERN.fullmatch(stripped.strip(".!?")):
+            return {"case_ref": ref}
+        command = self.words.get(_key(text)) or self.words.get(stripped)
+        return {"command": command} if command else {}
