@@ -10,7 +10,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help install run train test test-fast lint bench-nlu clean i18n-extract i18n-update i18n-compile sms-report
+.PHONY: help install run train test test-fast lint bench-nlu bench clean i18n-extract i18n-update i18n-compile sms-report
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ i18n-update: install ## bring every pack's messages.po up to date with messages.
 
 i18n-compile: install ## compile the catalogues to .mo (checks them; the bot itself reads the .po files)
 	$(PYBABEL) compile -d locales -D messages --statistics
+
+bench: install ## concurrent conversations through the REST channel, ours next to stock Rasa (~10 min)
+	$(RUN) python tests/bench/bench_dialogue.py --write docs/benchmarks.md
 
 sms-report: install ## SMS segments of every response in every language (G = GSM-7, U = UCS-2)
 	$(RUN) python -m bot.i18n

@@ -85,7 +85,7 @@ class ActionStartReport(HelplineAction):
     action_name = "action_start_report"
 
     def handle(self, turn: Turn) -> None:
-        dialogue.start_report(turn)
+        dialogue.start_report(turn, follow=False)  # the rule runs the form next
 
 
 class ActionFileCase(HelplineAction):

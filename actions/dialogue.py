@@ -372,7 +372,9 @@ def answer_source(turn: Turn) -> None:
 
 
 # --- grievance intake --------------------------------------------------------------------------
-def start_report(turn: Turn, topic: str | None = None) -> None:
+def start_report(turn: Turn, topic: str | None = None, follow: bool = True) -> None:
+    """Privacy notice, then the grievance form (started by the rule for ``report_grievance``,
+    or here, with ``follow``, from the menu or after a rights answer)."""
     if topic:
         turn.set("topic", topic)
     for slot in INTAKE_SLOTS:
@@ -381,7 +383,8 @@ def start_report(turn: Turn, topic: str | None = None) -> None:
     turn.set("intake_cancelled", None)
     turn.set("awaiting", None)
     turn.say(m.INTAKE_PRIVACY)
-    turn.follow("grievance_form")
+    if follow:
+        turn.follow("grievance_form")
 
 
 def intake_category(turn: Turn, intents: list[str]) -> str:

@@ -77,6 +77,11 @@ class ValidateGrievanceForm(FormValidationAction):
         tracker: Tracker,
         domain: DomainDict,
     ) -> list[str]:
+        turn = Turn(dispatcher, tracker)
+        with turn.services.database.session() as session:
+            turn.session = session
+            if turn.handoff_case() is not None:
+                return []  # handed off to a person: the bot asks nothing
         return intake_slots(tracker)
 
     async def validate_answer(

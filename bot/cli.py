@@ -221,8 +221,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1:{args.actions_port}
 (Ctrl-C stops both). To talk to it:
 
+  chat as a worker (Rasa's REST channel; "sender" is any name you choose):
+    curl -s http://{host}:{port}/webhooks/rest/webhook -d '{{"sender": "me", "message": "hello"}}'
   understand a message:
     curl -s http://{host}:{port}/model/parse -d '{{"text": "amar beton dey nai"}}'
+  the cases it took:  uv run helpline cases list
   many messages at once:  echo "boss keeps my passport" | uv run helpline parse
 """,
         file=sys.stderr,
@@ -357,6 +360,11 @@ def cmd_cases(args: argparse.Namespace) -> int:
             case = repo.find_case(session, reference=args.reference or "")
             if case is None:
                 raise CliError(f"no case {args.reference!r}")
+            actor = f"operator:{os.environ.get('USER', '?')}"
+            if args.action == "release":
+                repo.release_handoff(session, case=case, actor=actor)
+                print(f"{case.reference}: released; the bot answers this worker again")
+                return 0
             repo.record_view(session, case=case, actor=f"operator:{os.environ.get('USER', '?')}")
             detail = _case_detail(case)
         if args.format == "json":
@@ -423,8 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--endpoints", default=str(ROOT / "endpoints.yml"))
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("cases", help="list or show cases in the case store (operators)")
-    p.add_argument("action", choices=["list", "show"])
+    p = sub.add_parser(
+        "cases", help="list or show cases; release a handed-off conversation (operators)"
+    )
+    p.add_argument("action", choices=["list", "show", "release"])
     p.add_argument("reference", nargs="?", help="case reference, for show (HX-123456)")
     p.add_argument("--format", choices=["table", "json"], default="table")
     for name in ("status", "urgency", "language", "country", "category", "assigned-to"):

@@ -85,31 +85,45 @@ def format_date(language: str | None, value) -> str:
         return value.isoformat()
 
 
-def sms_report(translations: Translations) -> str:
-    """Segments of every response in every language (GSM-7 160/153, UCS-2 70/67) and the
-    median per language: ``make sms-report``."""
+def sms_report(translations: Translations, rights=None) -> str:
+    """Segments of every response and every rights answer in every language (GSM-7 160/153,
+    UCS-2 70/67), with the median per language: ``make sms-report``."""
     import statistics
 
     from bot.sms import segments
 
     template = read_catalog(translations.locales_dir / f"{DOMAIN}.pot")
-    ids = [m.id for m in template if m.id]
+    rows: list[tuple[str, dict[str, str]]] = []
+    for msgid in (m.id for m in template if m.id):
+        values = dict.fromkeys(placeholders(msgid), "HX-123456")
+        label = msgid.split("\n")[0][:40]
+        rows.append(
+            (
+                label,
+                {lang: translations.text(lang, msgid, **values) for lang in translations.languages},
+            )
+        )
+    if rights is not None:
+        for topic, country in sorted(rights.keys(SOURCE_LANGUAGE)):
+            key = None if country == "general" else country
+            texts = {lang: rights.answer(lang, topic, key).text for lang in translations.languages}
+            rows.append((f"rights: {topic} / {country}", texts))
     languages = translations.languages
     lines = ["| response | " + " | ".join(languages) + " |", "|---|" + "---:|" * len(languages)]
     counts: dict[str, list[int]] = {lang: [] for lang in languages}
-    for msgid in ids:
+    for label, texts in rows:
         cells = []
         for lang in languages:
-            text = translations.text(lang, msgid, **dict.fromkeys(placeholders(msgid), "HX-123456"))
-            s = segments(text)
+            s = segments(texts[lang])
             counts[lang].append(s.count)
             cells.append(f"{s.count} ({s.encoding[0]})")
-        label = msgid.split("\n")[0][:40].replace("|", "/")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label.replace('|', '/')} | " + " | ".join(cells) + " |")
     medians = [f"{statistics.median(counts[lang]):g}" for lang in languages]
     lines.append("| **median** | " + " | ".join(medians) + " |")
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    print(sms_report(Translations()))
+    from bot.rights import RightsAnswers
+
+    print(sms_report(Translations(), RightsAnswers()))

@@ -37,3 +37,13 @@ def model() -> Path:
     from bot import cli
 
     return cli.train(models_dir=ROOT / "models")
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory, model):
+    """One `helpline run` for the session's end-to-end tests (see tests/live_server.py)."""
+    from tests.live_server import start
+
+    server, stop = start(tmp_path_factory.mktemp("live"))
+    yield server
+    stop()

@@ -217,6 +217,13 @@ def assign(session: Session, *, case: Case, to: str | None, actor: str) -> None:
     case.assigned_to = to
 
 
+def release_handoff(session: Session, *, case: Case, actor: str) -> None:
+    """A caseworker hands the conversation back to the bot."""
+    if case.handoff:
+        _event(session, case, "handoff_released", actor)
+        case.handoff = False
+
+
 def add_note(session: Session, *, case: Case, note: str, actor: str) -> CaseEvent:
     return _event(session, case, "note", actor, note=note)
 

@@ -1,0 +1,94 @@
+"""`helpline run` as a fixture: the Rasa server, the action server and a case store of its own,
+over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(url, body=None, timeout=60):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read() or b"null")
+
+
+class LiveServer:
+    def __init__(self, base: str, log: Path, database_url: str) -> None:
+        self.base = base
+        self.log = log
+        self.database_url = database_url
+
+    def say(self, sender: str, text: str) -> list[str]:
+        """What the worker gets back for ``text``."""
+        replies = call(f"{self.base}/webhooks/rest/webhook", {"sender": sender, "message": text})
+        return [r["text"] for r in replies if "text" in r]
+
+    def tracker(self, sender: str) -> dict:
+        return call(f"{self.base}/conversations/{sender}/tracker")
+
+
+def start(tmp: Path, extra_env: dict | None = None):
+    """Starts `helpline run`; returns (LiveServer, stop function)."""
+    endpoints = tmp / "endpoints.yml"
+    endpoints.write_text(
+        "tracker_store:\n  type: bot.tracker_store.HelplineTrackerStore\n  dialect: sqlite\n"
+        f"  db: {tmp / 'tracker.db'}\n"
+    )
+    database_url = f"sqlite:///{tmp / 'cases.db'}"
+    port, actions_port = free_port(), free_port()
+    log_path = tmp / "server.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "run", "--port", str(port),
+         "--actions-port", str(actions_port), "--endpoints", str(endpoints)],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            "RASA_TELEMETRY_ENABLED": "false",
+            "HELPLINE_DATABASE_URL": database_url,
+            **(extra_env or {}),
+        },
+    )  # fmt: skip
+
+    def stop() -> None:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=60)
+        log.close()
+
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            call(f"{base}/status", timeout=5)
+            call(f"http://127.0.0.1:{actions_port}/health", timeout=5)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop()
+                pytest.fail("server did not start:\n" + log_path.read_text()[-3000:])
+            time.sleep(1)
+    return LiveServer(base, log_path, database_url), stop
