@@ -41,8 +41,9 @@ MENU_OPTIONS = {
 MENU_COUNTRIES = ("MY", "TH", "HK", "SG", "TW", "QA")
 OTHER_COUNTRY = "XX"  # "another country": general answers, no country-specific content
 YES, NO = "1", "2"
-DANGER_SCORE = 0.4  # emergency score inside any message that counts as a sign of danger
+DANGER_SCORE = 0.3  # emergency score that counts as danger inside any message (README: measured)
 MAX_SECRET_FAILURES = 5
+SURE = 0.9  # classifier confidence for a worded yes/no to count where it cannot be undone
 INTAKE_SLOTS = (
     "intake_what",
     "intake_country",
@@ -127,6 +128,20 @@ class Turn:
     @property
     def no(self) -> bool:
         return self.choice == NO or (self.choice is None and self.intent == "deny")
+
+    @property
+    def sure_yes(self) -> bool:
+        """Yes, for what cannot be taken back (consent to share, erasure): "1", or a yes that the
+        classifier is sure of (noise such as "???" or "hmm" often looks like a weak yes)."""
+        return self.choice == YES or (
+            self.choice is None and self.intent == "affirm" and self.score("affirm") >= SURE
+        )
+
+    @property
+    def sure_no(self) -> bool:
+        return self.choice == NO or (
+            self.choice is None and self.intent == "deny" and self.score("deny") >= SURE
+        )
 
     def danger(self) -> bool:
         """Signs of danger now in this message, whatever it was classified as."""
@@ -692,7 +707,7 @@ def resolve_context(turn: Turn) -> bool:
             turn.set("awaiting", None)
             return True
     if awaiting == "erase":
-        if turn.yes:
+        if turn.sure_yes:
             erase(turn)
             return True
         if turn.no:

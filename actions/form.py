@@ -103,10 +103,10 @@ class ValidateGrievanceForm(FormValidationAction):
             return {"intake_cancelled": True, slot: SKIPPED}
         if turn.command == "skip":
             return {slot: SKIPPED}
-        if slot in YES_NO_SLOTS:
-            if turn.yes:
+        if slot in YES_NO_SLOTS:  # consent: only a clear answer counts
+            if turn.sure_yes:
                 return {slot: True}
-            if turn.no:
+            if turn.sure_no:
                 return {slot: False}
             turn.say(m.YES_NO_HINT)
             return {slot: None}

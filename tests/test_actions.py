@@ -104,7 +104,8 @@ def test_greeting_shows_the_menu_in_the_workers_language(services):
 
 def test_menu_number_2_starts_the_report_form(services):
     events, said = run(
-        a.ActionRoute(), tracker("2", "help", confidence=1.0, choice="2", slots={"awaiting": "menu"})
+        a.ActionRoute(),
+        tracker("2", "help", confidence=1.0, choice="2", slots={"awaiting": "menu"}),
     )
     assert events == [
         SlotSet("awaiting", None),
@@ -130,7 +131,12 @@ def test_rights_question_without_country_asks_once_then_answers(services):
     # "৩" was made "3" by the normaliser: Hong Kong, in Bengali.
     events, said = run(
         a.ActionRoute(),
-        tracker("3", "help", choice="3", slots={"awaiting": "country", "topic": "fees", "language": "bn"}),
+        tracker(
+            "3",
+            "help",
+            choice="3",
+            slots={"awaiting": "country", "topic": "fees", "language": "bn"},
+        ),
     )
     assert events == [
         SlotSet("country", "HK"),
@@ -216,7 +222,8 @@ def test_filing_stores_category_urgency_indicators_and_transcript(services):
     )
     slots = {**FULL_INTAKE, "country": "MY", "topic": None}
     events, said = run(
-        a.ActionFileCase(), tracker("after 9 pm, this chat", "out_of_scope", slots=slots, history=history)
+        a.ActionFileCase(),
+        tracker("after 9 pm, this chat", "out_of_scope", slots=slots, history=history),
     )
     with services.database.session() as s:
         case = s.query(Case).one()
@@ -226,7 +233,11 @@ def test_filing_stores_category_urgency_indicators_and_transcript(services):
         assert (case.country, case.language, case.channel) == ("MY", "en", "rest")
         assert case.what_happened == FULL_INTAKE["intake_what"]
         assert case.workplace is None and case.workers_affected == 12
-        assert (case.consent_ngo, case.consent_authorities, case.may_identify) == (True, False, False)
+        assert (case.consent_ngo, case.consent_authorities, case.may_identify) == (
+            True,
+            False,
+            False,
+        )
         transcript = [(msg.direction, msg.text) for msg in case.messages]
         assert ("in", "he says he will beat me if I leave") in transcript
         assert transcript[-1] == ("out", T.text("en", m.CASE_NEXT))
@@ -241,10 +252,16 @@ def test_filing_stores_category_urgency_indicators_and_transcript(services):
 def test_cancelled_intake_opens_no_case(services):
     events, said = run(
         a.ActionFileCase(),
-        tracker("cancel", "help", command="cancel", slots={"intake_cancelled": True, "intake_what": "x"}),
+        tracker(
+            "cancel", "help", command="cancel", slots={"intake_cancelled": True, "intake_what": "x"}
+        ),
     )
     assert said == [T.text("en", m.INTAKE_CANCELLED)]
-    assert events == [SlotSet("intake_what", None), SlotSet("intake_cancelled", None), SlotSet("awaiting", None)]
+    assert events == [
+        SlotSet("intake_what", None),
+        SlotSet("intake_cancelled", None),
+        SlotSet("awaiting", None),
+    ]
     with services.database.session() as s:
         assert s.query(Case).count() == 0
 
@@ -252,7 +269,12 @@ def test_cancelled_intake_opens_no_case(services):
 def _file(services, sender="worker-1", language="en") -> tuple[str, str]:
     _, said = run(
         a.ActionFileCase(),
-        tracker("x", "out_of_scope", sender=sender, slots={**FULL_INTAKE, "language": language, "topic": "documents"}),
+        tracker(
+            "x",
+            "out_of_scope",
+            sender=sender,
+            slots={**FULL_INTAKE, "language": language, "topic": "documents"},
+        ),
     )
     with services.database.session() as s:
         case = s.query(Case).order_by(Case.id.desc()).first()
@@ -293,7 +315,9 @@ def test_case_status_from_the_same_phone_and_from_another_with_the_secret(servic
 def test_secret_guessing_is_limited(services):
     reference, secret = _file(services)
     slots = {"awaiting": "secret", "pending_ref": reference, "secret_failures": 5.0}
-    _, said = run(a.ActionRoute(), tracker(secret, "help", sender="thief", choice=secret, slots=slots))
+    _, said = run(
+        a.ActionRoute(), tracker(secret, "help", sender="thief", choice=secret, slots=slots)
+    )
     assert said[0] == T.text("en", m.CASE_NOT_FOUND)
 
 
@@ -301,7 +325,9 @@ def test_emergency_raises_to_immediate_gives_configured_contacts_and_alerts(serv
     reference, _ = _file(services)
     events, said = run(
         a.ActionEmergency(),
-        tracker("they locked us in, help", "emergency", slots={"country": "HK", "case_ref": reference}),
+        tracker(
+            "they locked us in, help", "emergency", slots={"country": "HK", "case_ref": reference}
+        ),
     )
     assert said[0] == T.text("en", m.EMERGENCY)
     assert said[1].splitlines() == [
@@ -314,8 +340,9 @@ def test_emergency_raises_to_immediate_gives_configured_contacts_and_alerts(serv
         case = repo.find_case(s, reference=reference)
         assert (case.urgency, case.handoff) == ("immediate", True)
     assert services.notifier.alerts[-1] == {
-        "reason": "emergency", "case_ref": reference, "urgency": "immediate", "category": "documents",
-        "language": "en", "country": None, "channel": "rest", "handoff": True,
+        "reason": "emergency", "case_ref": reference, "urgency": "immediate",
+        "category": "documents", "language": "en", "country": None, "channel": "rest",
+        "handoff": True,
     }  # fmt: skip
 
 
@@ -362,11 +389,20 @@ def test_erasure_after_confirmation(services):
     assert said == [T.text("en", m.ERASE_CONFIRM)]
     assert events == [SlotSet("awaiting", "erase")]
 
-    events, said = run(a.ActionRoute(), tracker("2", "help", choice="2", slots={"awaiting": "erase"}))
+    events, said = run(
+        a.ActionRoute(), tracker("2", "help", choice="2", slots={"awaiting": "erase"})
+    )
     assert said == [T.text("en", m.ERASE_CANCELLED), T.text("en", m.MENU_HINT)]
 
+    # Noise that looks like a weak "yes" erases nothing.
+    _, said = run(
+        a.ActionRoute(), tracker("???", "affirm", confidence=0.53, slots={"awaiting": "erase"})
+    )
+    assert said == [T.text("en", m.OK), T.text("en", m.MENU_HINT)]
+
     events, said = run(
-        a.ActionRoute(), tracker("1", "help", choice="1", slots={"awaiting": "erase", "language": "ne"})
+        a.ActionRoute(),
+        tracker("1", "help", choice="1", slots={"awaiting": "erase", "language": "ne"}),
     )
     assert said == [T.text("ne", m.ERASE_DONE)]
     assert events == [SlotSet("erased", True), SlotSet("language", "ne")]
@@ -391,7 +427,13 @@ def test_form_reads_skip_cancel_yes_no_and_numbers(services):
         "intake_cancelled": True,
     }
     assert answer("intake_consent_ngo", "1", "help", choice="1") == {"intake_consent_ngo": True}
-    assert answer("intake_consent_ngo", "no", "deny") == {"intake_consent_ngo": False}
+    assert answer("intake_consent_ngo", "no", "deny", confidence=0.95) == {
+        "intake_consent_ngo": False
+    }
+    # Noise that looks like a weak "yes" never gives consent.
+    assert answer("intake_consent_employer", "???", "affirm", confidence=0.53) == {
+        "intake_consent_employer": None
+    }
     assert answer("intake_consent_ngo", "maybe") == {"intake_consent_ngo": None}
     assert answer("intake_workers", "about 30 people") == {"intake_workers": 30}
     assert answer("intake_country", "4", "help", choice="4") == {

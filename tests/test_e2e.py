@@ -21,6 +21,7 @@ from bot.store import Database
 from bot.store import repository as repo
 from bot.store.models import Message
 from tests.conftest import ROOT
+from tests.live_server import call
 
 pytestmark = pytest.mark.slow
 T = Translations()
@@ -60,7 +61,10 @@ def test_question_complaint_and_status(live, store, language):
     # Asked once for the country; "3" is Hong Kong.
     assert replies[0].startswith(T.text(spoken, m.ASK_COUNTRY)), replies
     replies = live.say(worker, "3")
-    assert replies == [RIGHTS.answer(spoken, "documents", "HK").text, T.text(spoken, m.ANSWER_OFFER)]
+    assert replies == [
+        RIGHTS.answer(spoken, "documents", "HK").text,
+        T.text(spoken, m.ANSWER_OFFER),
+    ]
 
     # "1": report this problem.
     replies = live.say(worker, "1")
@@ -88,7 +92,11 @@ def test_question_complaint_and_status(live, store, language):
         assert (case.what_happened, case.city, case.who, case.workers_affected) == (
             what, "Kowloon", None, 4,
         )  # fmt: skip
-        assert (case.may_identify, case.consent_ngo, case.consent_authorities) == (False, True, False)
+        assert (case.may_identify, case.consent_ngo, case.consent_authorities) == (
+            False,
+            True,
+            False,
+        )
         assert "retention_of_documents" in case.ilo_indicators
         transcript = [(msg.direction, msg.text) for msg in case.messages]
         assert transcript[0] == ("in", question)
@@ -137,5 +145,7 @@ def test_language_switch_and_low_confidence(live):
     bengali = 1 + [line.split(" ", 1)[1] for line in replies[0].splitlines()[1:]].index("বাংলা")
     replies = live.say(worker, str(bengali))
     assert replies == [T.text("bn", m.LANGUAGE_SET), T.text("bn", m.MENU_HINT)]
-    replies = live.say(worker, "qwzx vbnm")  # nothing to understand: ask, never guess
+    parsed = call(f"{live.base}/model/parse", {"text": "asdf"})
+    assert parsed["intent"]["name"] == "nlu_fallback"  # below the threshold in config.yml
+    replies = live.say(worker, "asdf")  # nothing to understand: ask, never guess
     assert replies == [T.text("bn", m.NOT_UNDERSTOOD), T.text("bn", m.MENU)]

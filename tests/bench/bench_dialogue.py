@@ -94,7 +94,9 @@ def stock_server(tmp: Path):
         except OSError:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("stock Rasa did not start:\n" + (tmp / "stock.log").read_text()[-2000:])
+            raise SystemExit(
+                "stock Rasa did not start:\n" + (tmp / "stock.log").read_text()[-2000:]
+            )
         time.sleep(1)
 
     def stop() -> None:
@@ -149,7 +151,8 @@ def main() -> int:
 
     table = "\n".join(
         [
-            f"Measured {dt.date.today().isoformat()} on {platform.machine()}, {os.cpu_count()} cores"
+            f"Measured {dt.date.today().isoformat()} on {platform.machine()},"
+            f" {os.cpu_count()} cores"
             f" ({platform.python_implementation()} {platform.python_version()}); "
             f"{args.workers} concurrent conversations x 6 messages x {args.rounds} rounds each;"
             f" stock training took {stock_train:.0f} s.",
