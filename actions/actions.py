@@ -92,6 +92,7 @@ class ActionFileCase(HelplineAction):
     """After the grievance form: store the case (or say that nothing was stored)."""
 
     action_name = "action_file_case"
+    quiet_in_handoff = False  # keeps what was collected; says nothing if a person took over
     reads_context = False
     checks_danger = False  # the form already acted on danger in any answer
 

@@ -61,6 +61,8 @@ INTAKE_SLOTS = (
     "intake_safe_contact",
 )
 SKIPPED = "-"
+# Channels that store every message themselves (bot/channels): the transcript is theirs.
+QUEUED_CHANNELS = frozenset({"telegram", "sms", "whatsapp"})
 # Topic intents -> the ILO forced-labour indicators a message about them shows (a first pass
 # that caseworkers correct on the dashboard).
 INDICATORS_BY_INTENT = {
@@ -223,6 +225,9 @@ class Turn:
         contact = self.contact()
         if case is None or contact is None:
             return
+        if self.channel in QUEUED_CHANNELS:
+            self._link(case, contact, history)
+            return
         if history:
             for event in self.tracker.events:
                 if event.get("event") == "user" and event.get("text"):
@@ -244,6 +249,30 @@ class Turn:
                 language=self.language, author="bot",
             )  # fmt: skip
         self.sent = []
+
+    def _link(self, case: Case, contact: Contact, history: bool) -> None:
+        """Our channels store every message themselves (bot/channels/inbox.py): attach them to
+        the case instead of copying them; the replies of this turn follow the message."""
+        from sqlalchemy import select
+
+        from bot.store.models import Message
+
+        if history:
+            for message in self.session.execute(
+                select(Message).where(Message.contact_id == contact.id, Message.case_id.is_(None))
+            ).scalars():
+                message.case = case
+        message_id = str(self.message_id or "")
+        if message_id.startswith("helpline-") and message_id[9:].isdigit():
+            message = self.session.get(Message, int(message_id[9:]))
+            if message is not None and message.contact_id == contact.id:
+                message.case = case
+        self.sent = []
+
+    @property
+    def message_id(self) -> str | None:
+        latest = next((e for e in reversed(self.tracker.events) if e.get("event") == "user"), None)
+        return latest.get("message_id") if latest else None
 
     def _add_inbound(self, case: Case, contact: Contact, event: dict) -> None:
         from sqlalchemy import select
@@ -478,8 +507,11 @@ def file_case(turn: Turn) -> None:
         "safe_contact": _intake_value(turn, "intake_safe_contact"),
     }
     contact = turn.contact(create=True)
-    case = turn.current_case()
-    if case is not None and case.status not in ("resolved", "closed") and case.handoff is False:
+    # Only a case opened during this intake (by an emergency) is completed; any other is kept.
+    ref = turn.slot("intake_case")
+    case = repo.find_case(turn.session, reference=ref) if ref else None
+    quiet = case is not None and bool(case.handoff)  # a person has taken over (an emergency)
+    if case is not None and case.status not in ("resolved", "closed"):
         # An emergency during this intake already opened the case: complete it, keep the secret.
         for field, value in intake.items():
             setattr(case, field, value)
@@ -501,10 +533,10 @@ def file_case(turn: Turn) -> None:
             **intake,
         )
         turn.set("case_ref", case.reference)
-        turn._slots["case_ref"] = case.reference
     if secret:
         turn.say(m.CASE_FILED, case_ref=case.reference, secret=secret)
-    turn.say(m.CASE_NEXT)
+    if not quiet:
+        turn.say(m.CASE_NEXT)
     turn.record(case, history=True)
     if urgency in ("immediate", "high"):
         alert(turn, case, "case_filed")
@@ -512,7 +544,7 @@ def file_case(turn: Turn) -> None:
 
 
 def clear_intake(turn: Turn) -> None:
-    for slot in (*INTAKE_SLOTS, "intake_cancelled", "requested_slot"):
+    for slot in (*INTAKE_SLOTS, "intake_cancelled", "intake_case", "requested_slot"):
         if turn.tracker.get_slot(slot) is not None:
             turn.set(slot, None)
     turn.set("awaiting", None)
@@ -603,7 +635,8 @@ def emergency(turn: Turn) -> None:
         repo.change_urgency(turn.session, case=case, urgency="immediate", actor="bot")
     case.handoff = True
     turn.set("case_ref", case.reference)
-    turn._slots["case_ref"] = case.reference
+    if (turn.tracker.active_loop or {}).get("name") == "grievance_form":
+        turn.set("intake_case", case.reference)  # the report being filled in completes it
     turn.say(m.EMERGENCY)
     contacts = turn.services.contacts.get(turn.destination or "", [])
     if contacts:
@@ -633,7 +666,6 @@ def handoff(turn: Turn) -> None:
         )
     case.handoff = True
     turn.set("case_ref", case.reference)
-    turn._slots["case_ref"] = case.reference
     turn.set("awaiting", None)
     turn.say(m.HANDOFF, hours=turn.services.handoff_hours)
     turn.record(case, history=True)

@@ -250,6 +250,9 @@ The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1
     )
     from rasa.__main__ import main as rasa_main
 
+    # The channels' queue checks the action server before handing it a worker's message.
+    os.environ["HELPLINE_ACTIONS_URL"] = endpoints["action_endpoint"]["url"]
+
     sys.argv = [
         "rasa",
         "run",

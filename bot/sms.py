@@ -42,3 +42,61 @@ def segments(text: str) -> Segments:
         single, multi, encoding = 70, 67, "UCS-2"
     count = 0 if units == 0 else 1 if units <= single else math.ceil(units / multi)
     return Segments(encoding, units, count)
+
+
+_SENTENCE_END = ".!?।॥။\n"
+ELLIPSIS = "…"
+
+
+def _sentences(text: str) -> list[str]:
+    """``text`` cut after sentence ends (Latin, Devanagari/Bengali danda, Burmese) and lines."""
+    out, start = [], 0
+    for i, ch in enumerate(text):
+        if ch in _SENTENCE_END and (i + 1 == len(text) or text[i + 1] in " \n"):
+            out.append(text[start : i + 1].strip())
+            start = i + 1
+    if text[start:].strip():
+        out.append(text[start:].strip())
+    return [s for s in out if s]
+
+
+def _fits(text: str) -> bool:
+    return segments(text).count <= 1
+
+
+def split_for_sms(text: str, budget: int = 4) -> list[str]:
+    """``text`` as SMS parts of one segment each, cut at sentence ends and numbered ``(1/3)``;
+    never more than ``budget`` parts: beyond that the reply is shortened and ends with "…"."""
+    text = text.strip()
+    if _fits(text):
+        return [text]
+    prefix = "(9/9) "
+    parts: list[str] = []
+    current = ""
+    for sentence in _sentences(text):
+        candidate = f"{current}\n{sentence}" if current else sentence
+        if _fits(prefix + candidate):
+            current = candidate
+            continue
+        if current:
+            parts.append(current)
+        # A sentence too long for one segment is cut at spaces (or anywhere, for Thai).
+        while not _fits(prefix + sentence):
+            cut = len(sentence)
+            while cut > 1 and not _fits(prefix + sentence[:cut]):
+                cut -= 1
+            space = sentence.rfind(" ", 0, cut)
+            cut = space if space > cut // 2 else cut
+            parts.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        current = sentence
+    if current:
+        parts.append(current)
+    if len(parts) > budget:
+        parts = parts[:budget]
+        last = parts[-1]
+        while last and not _fits(prefix + last + ELLIPSIS):
+            last = last[:-1]
+        parts[-1] = last.rstrip() + ELLIPSIS
+    total = len(parts)
+    return [f"({i}/{total}) {p}" for i, p in enumerate(parts, start=1)]

@@ -449,3 +449,40 @@ def test_form_questions_depend_on_topic_and_country():
     assert "intake_fees" in slots(topic="fees") and "intake_wages" not in slots(topic="fees")
     assert "intake_country" not in slots(country="MY")
     assert slots(intake_cancelled=True) == []
+
+
+def test_emergency_during_the_report_is_completed_by_it_and_a_later_report_is_new(services):
+    form = ValidateGrievanceForm()
+    t = tracker(
+        "they locked the door, we cannot go out",
+        "emergency",
+        confidence=0.8,
+        slots={"requested_slot": "intake_what", "country": "TW"},
+    )
+    t.active_loop = {"name": "grievance_form"}
+    dispatcher = CollectingDispatcher()
+    updates = asyncio.run(form.validate_answer("intake_what", dispatcher, t))
+    assert dispatcher.messages[0]["text"] == T.text("en", m.EMERGENCY)
+    assert "1955 Ministry of Labour hotline" in dispatcher.messages[1]["text"]
+    reference = updates["intake_case"]
+    assert updates["intake_what"] == "they locked the door, we cannot go out"
+    assert updates["case_ref"] == reference
+
+    # The form ends (a person has taken over); what was collected completes the same case.
+    slots = {**FULL_INTAKE, **updates, "topic": "hours"}
+    events, said = run(a.ActionFileCase(), tracker("x", "out_of_scope", slots=slots))
+    assert said == []  # quiet: a person has taken over
+    with services.database.session() as s:
+        assert s.query(Case).count() == 1
+        case = repo.find_case(s, reference=reference)
+        assert (case.urgency, case.category, case.city) == ("immediate", "hours", "Johor Bahru")
+
+    # Released by a caseworker; a new report later is a new case, the old one is untouched.
+    with services.database.session() as s:
+        repo.release_handoff(s, case=repo.find_case(s, reference=reference), actor="cw")
+    slots = {**FULL_INTAKE, "intake_city": "Taipei", "case_ref": reference, "topic": "wages"}
+    _, said = run(a.ActionFileCase(), tracker("x", "out_of_scope", slots=slots))
+    assert said[0].startswith("Your case number is HX-")
+    with services.database.session() as s:
+        assert s.query(Case).count() == 2
+        assert repo.find_case(s, reference=reference).city == "Johor Bahru"

@@ -63,6 +63,7 @@ class Contact(Base):
     language = Column(String(8))
     country = Column(String(2))  # destination country, ISO 3166-1 alpha-2
     opted_out = Column(Boolean, nullable=False, default=False)  # STOP until START
+    last_inbound_at = Column(DateTime(timezone=True))  # WhatsApp's 24-hour window starts here
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     last_seen_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     erased_at = Column(DateTime(timezone=True))
@@ -123,7 +124,10 @@ class Message(Base):
     """The transcript, both directions."""
 
     __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("channel", "provider_id", name="uq_messages_provider"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "provider_id", name="uq_messages_provider"),
+        Index("ix_messages_queue", "status", "next_attempt_at"),
+    )
 
     id = Column(Integer, primary_key=True)
     contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="CASCADE"), index=True)
@@ -136,6 +140,14 @@ class Message(Base):
     intent = Column(String(32))
     author = Column(String(64))  # "bot", a caseworker, or null for the worker
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    # Delivery (bot/channels/inbox.py). Inbound: pending -> done, or caseworker when it could not
+    # be answered after the retries. Outbound: queued -> sent -> delivered, held (STOP, closed
+    # WhatsApp window), or failed. Null for messages that never went through a channel queue.
+    status = Column(String(16))
+    attempts = Column(Integer, nullable=False, default=0)
+    next_attempt_at = Column(DateTime(timezone=True))
+    error = Column(String(64))  # a short code (HTTP status, provider error), never content
+    reply_to_id = Column(Integer, ForeignKey("messages.id", ondelete="SET NULL"))
 
     contact = relationship("Contact", back_populates="messages")
     case = relationship("Case", back_populates="messages")

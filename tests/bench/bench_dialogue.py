@@ -71,6 +71,7 @@ def drive(base: str, scripts: list[list[str]]) -> tuple[list[float], float]:
 
 def stock_server(tmp: Path):
     project = tmp / "stock"
+    project.mkdir()
     env = {**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "3"}
     print("training stock Rasa (rasa init) ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()

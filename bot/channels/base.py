@@ -1,0 +1,144 @@
+"""What every provider's input channel shares: verify, store, acknowledge, process later.
+
+A provider module (``telegram.py``, ``twilio.py``) says how to verify a request, how to read
+the messages out of it, what to answer the provider, and how to send a reply. This base does
+the rest, the same way for every provider: a request that fails verification gets 403 and one
+log line without the payload, before anything is parsed; an accepted message is stored before
+the acknowledgement; a duplicate (same provider id) is refused with 403; processing happens in
+the background (``bot.channels.inbox``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rasa.core.channels.channel import InputChannel
+from sanic import Blueprint, response
+from sanic.request import Request
+
+from bot.channels import config as channel_config
+from bot.channels.inbox import Inbound, Inbox, Sender
+
+logger = logging.getLogger(__name__)
+
+
+class Rejected(Exception):
+    """A request that is not a valid delivery from the provider (answered 400)."""
+
+
+class HelplineChannel(InputChannel):
+    """Base of our input channels; ``name()`` is the URL prefix (/webhooks/<name>/webhook)."""
+
+    def __init__(self, settings: channel_config.ChannelSettings | None = None) -> None:
+        self.settings = settings or channel_config.load()
+        self._inbox: Inbox | None = None
+
+    # --- what a provider defines --------------------------------------------------------------
+    @property
+    def enabled(self) -> bool:
+        raise NotImplementedError
+
+    def verify(self, request: Request) -> bool:
+        raise NotImplementedError
+
+    def parse(self, request: Request) -> list[Inbound]:
+        raise NotImplementedError
+
+    def acknowledge(self) -> response.HTTPResponse:
+        return response.json({"ok": True})
+
+    def senders(self) -> dict[str, Sender]:
+        raise NotImplementedError
+
+    def extra_routes(self, blueprint: Blueprint) -> None:
+        """Other routes (a delivery-status callback)."""
+
+    # --- shared -----------------------------------------------------------------------------
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> HelplineChannel:
+        return cls()
+
+    def inbox(self) -> Inbox:
+        """The shared queue of every channel in this process, created on first use."""
+        if self._inbox is None:
+            self._inbox = shared_inbox(self.settings)
+            for channel, sender in self.senders().items():
+                self._inbox.senders[channel] = sender
+        return self._inbox
+
+    def blueprint(self, on_new_message: Callable[[Any], Awaitable[Any]]) -> Blueprint:
+        blueprint = Blueprint(f"helpline_{self.name()}", __name__)
+        if not self.enabled:
+            logger.warning("%s channel is off: its credentials are not set", self.name())
+
+        @blueprint.listener("after_server_start")
+        async def start_queue(app, loop) -> None:
+            if self.enabled:
+                inbox = self.inbox()
+                inbox.on_new_message = on_new_message
+                inbox.start()
+
+        @blueprint.route("/", methods=["GET"])
+        async def health(request: Request) -> response.HTTPResponse:
+            return response.json({"status": "ok" if self.enabled else "off"})
+
+        @blueprint.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> response.HTTPResponse:
+            if not self.enabled:
+                return response.json({"error": f"{self.name()} channel is off"}, status=503)
+            if not self.verify(request):
+                logger.warning("%s webhook: request refused (signature or secret)", self.name())
+                return response.json({"error": "forbidden"}, status=403)
+            try:
+                messages = self.parse(request)
+            except Rejected as exc:
+                logger.warning("%s webhook: unusable request (%s)", self.name(), exc)
+                return response.json({"error": str(exc)}, status=400)
+            inbox = self.inbox()
+            inbox.on_new_message = on_new_message
+            accepted = []
+            for message in messages:
+                contact_id = inbox.accept(message)
+                if contact_id is None:
+                    logger.warning("%s webhook: duplicate delivery refused", self.name())
+                    return response.json({"error": "duplicate"}, status=403)
+                accepted.append(contact_id)
+            for contact_id in accepted:
+                inbox.schedule(contact_id)
+            return self.acknowledge()
+
+        self.extra_routes(blueprint)
+        return blueprint
+
+
+_shared: Inbox | None = None
+
+
+def shared_inbox(settings: channel_config.ChannelSettings) -> Inbox:
+    global _shared
+    if _shared is None:
+        from bot import locale_packs
+        from bot import settings as app_settings
+        from bot.emergency import notifier_from_env
+        from bot.store import open_database
+
+        app = app_settings.load()
+        _shared = Inbox(
+            open_database(app),
+            app.pseudonym_key,
+            settings,
+            senders={},
+            packs=locale_packs.discover(),
+            notifier=notifier_from_env(),
+            actions_health_url=_actions_health_url(),
+        )
+    return _shared
+
+
+def _actions_health_url() -> str | None:
+    import os
+
+    url = os.environ.get("HELPLINE_ACTIONS_URL", "").strip()
+    return url.replace("/webhook", "/health") if url else None

@@ -1,0 +1,391 @@
+"""The channels' durable queue: a message accepted from a worker is never lost.
+
+1. ``accept`` stores the inbound message (encrypted, in the case store) before the webhook is
+   acknowledged; its provider id (Telegram ``update_id``, Twilio ``MessageSid``) is unique per
+   channel, so a duplicate delivery is refused and processed once.
+2. ``process`` hands pending messages to Rasa one worker at a time, in the order they arrived,
+   and stores the replies as queued outbound messages in the same transaction that marks the
+   inbound message done. If the action server is down, or Rasa fails, the message stays pending
+   and is retried with backoff; after ``max_attempts`` it is marked ``caseworker`` (a person must
+   look at it) and the caseworkers are alerted.
+3. ``deliver`` sends queued replies through the provider's API, in order. Provider errors that
+   can pass (429, 5xx, timeouts) are retried with backoff; after the retries, or on a permanent
+   error, the reply is ``failed`` and caseworkers are alerted. Replies to a worker who sent STOP
+   are ``held``; a closed WhatsApp window holds them too (see the Twilio channel).
+4. A background loop (and every start) picks up whatever is due, so a process that died in the
+   middle resumes where it stopped.
+
+STOP and START (English and each pack's words) are handled here, before the NLU.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from bot.channels.config import ChannelSettings
+from bot.store import repository as repo
+from bot.store.models import Contact, Message, utcnow
+
+logger = logging.getLogger(__name__)
+
+MESSAGE_ID_PREFIX = "helpline-"  # Rasa's message_id of a queued message: helpline-<messages.id>
+_WORD_CHARS = re.compile(r"[\W_]+", re.UNICODE)
+
+
+@dataclasses.dataclass
+class Inbound:
+    channel: str  # telegram, sms, whatsapp
+    address: str  # chat id, phone number (whatsapp:+...)
+    provider_id: str
+    text: str
+    kind: str = "text"  # text, callback, media, unsupported
+
+
+class SendError(Exception):
+    """A provider refused a reply. ``retry``: may pass (429, 5xx); ``hold``: keep it for later."""
+
+    def __init__(self, code: str, *, retry: bool = False, hold: bool = False) -> None:
+        super().__init__(code)
+        self.code = code[:64]
+        self.retry = retry
+        self.hold = hold
+
+
+class Sender:
+    """Sends one reply to one address through a provider; returns the provider's message id."""
+
+    async def send(self, channel: str, address: str, text: str, buttons: list[tuple[str, str]]):
+        raise NotImplementedError
+
+
+class ProcessingError(Exception):
+    """Rasa or the action server could not handle a message now (it will be retried)."""
+
+
+def _later(when: dt.datetime | None) -> bool:
+    """``when`` is still in the future (SQLite gives naive UTC datetimes back)."""
+    if when is None:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when > utcnow()
+
+
+def _key(text: str) -> str:
+    return _WORD_CHARS.sub(" ", text.casefold()).strip()
+
+
+def keyword_sets(packs) -> dict[str, set[str]]:
+    words = {"stop": {"stop", "unsubscribe"}, "start": {"start", "unstop"}}
+    for pack in packs:
+        for command in ("stop", "start"):
+            for phrase in (pack.meta.get("keywords") or {}).get(command) or []:
+                words[command].add(_key(str(phrase)))
+    return words
+
+
+NUMBERED = re.compile(r"^(\d{1,2}) (.+)$")
+
+
+def buttons_of(text: str) -> list[tuple[str, str]]:
+    """A reply's numbered options ("1 Ask about your rights") as (value, label) buttons."""
+    return [(m.group(1), m.group(2)) for m in map(NUMBERED.match, text.splitlines()) if m]
+
+
+class Inbox:
+    def __init__(
+        self,
+        database,
+        pseudonym_key: str,
+        settings: ChannelSettings,
+        senders: dict[str, Sender],
+        packs=(),
+        notifier=None,
+        actions_health_url: str | None = None,
+    ) -> None:
+        self.db = database
+        self.pseudonym_key = pseudonym_key
+        self.settings = settings
+        self.senders = senders
+        self.keywords = keyword_sets(packs)
+        self.notifier = notifier
+        self.actions_health_url = actions_health_url
+        self.on_new_message: Callable[[Any], Awaitable[Any]] | None = None
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._loop_task: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # --- 1. accepting ---------------------------------------------------------------------
+    def accept(self, inbound: Inbound) -> int | None:
+        """Stores the message; its contact id, or None when it was already accepted."""
+        with self.db.session() as session:
+            duplicate = session.execute(
+                select(Message.id).where(
+                    Message.channel == inbound.channel,
+                    Message.provider_id == inbound.provider_id,
+                )
+            ).first()
+            if duplicate:
+                return None
+            contact = repo.upsert_contact(
+                session,
+                pseudonym=repo.pseudonym(self.pseudonym_key, inbound.channel, inbound.address),
+                channel=inbound.channel,
+                address=inbound.address,
+            )
+            contact.last_inbound_at = utcnow()
+            message = repo.add_message(
+                session,
+                contact=contact,
+                direction="in",
+                text=inbound.text,
+                channel=inbound.channel,
+                provider_id=inbound.provider_id,
+            )
+            message.status = "pending"
+            message.next_attempt_at = utcnow()
+            return contact.id
+
+    def schedule(self, contact_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self.process(contact_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- 2. processing --------------------------------------------------------------------
+    def _lock(self, contact_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(contact_id, asyncio.Lock())
+
+    async def process(self, contact_id: int) -> None:
+        """Every due pending message of one worker, in order, then their queued replies."""
+        async with self._lock(contact_id):
+            while True:
+                with self.db.session() as session:
+                    message = session.execute(
+                        select(Message)
+                        .where(
+                            Message.contact_id == contact_id,
+                            Message.direction == "in",
+                            Message.status == "pending",
+                        )
+                        .order_by(Message.id)
+                        .limit(1)
+                    ).scalar_one_or_none()
+                    if message is None or _later(message.next_attempt_at):
+                        break  # later messages wait behind a message waiting for its retry
+                    message_id = message.id
+                try:
+                    await self._handle(message_id)
+                except ProcessingError as exc:
+                    self._failed(message_id, str(exc))
+                    break
+            await self.deliver(contact_id)
+
+    async def _handle(self, message_id: int) -> None:
+        with self.db.session() as session:
+            message = session.get(Message, message_id)
+            contact = message.contact
+            text, channel, pseudonym = message.text or "", message.channel, contact.pseudonym
+            command = self._command(text)
+            if command == "stop":
+                contact.opted_out = True
+                message.status = "done"
+                logger.info("worker opted out (STOP) on %s", channel)
+                return
+            if command == "start":
+                contact.opted_out = False
+        if not await self._actions_up():
+            raise ProcessingError("actions_down")
+        from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+
+        collector = CollectingOutputChannel()
+        try:
+            await self.on_new_message(
+                UserMessage(
+                    text,
+                    collector,
+                    sender_id=pseudonym,
+                    input_channel=channel,
+                    message_id=f"{MESSAGE_ID_PREFIX}{message_id}",
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - Rasa failed: retried, then a caseworker
+            raise ProcessingError(type(exc).__name__) from exc
+        with self.db.session() as session:
+            message = session.get(Message, message_id)
+            for reply in collector.messages:
+                if not reply.get("text"):
+                    continue
+                out = repo.add_message(
+                    session,
+                    contact=message.contact,
+                    case=message.case,
+                    direction="out",
+                    text=reply["text"],
+                    channel=channel,
+                    author="bot",
+                )
+                out.status = "queued"
+                out.reply_to_id = message.id
+                out.next_attempt_at = utcnow()
+            message.status = "done"
+            message.error = None
+
+    def _command(self, text: str) -> str | None:
+        key = _key(text)
+        for command, words in self.keywords.items():
+            if key in words:
+                return command
+        return None
+
+    async def _actions_up(self) -> bool:
+        if not self.actions_health_url:
+            return True
+        import aiohttp
+
+        try:
+            timeout = aiohttp.ClientTimeout(total=5)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.get(self.actions_health_url) as response,
+            ):
+                return response.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            return False
+
+    def _backoff(self, attempts: int) -> dt.timedelta:
+        return dt.timedelta(seconds=self.settings.retry_base_seconds * 2 ** (attempts - 1))
+
+    def _failed(self, message_id: int, code: str) -> None:
+        with self.db.session() as session:
+            message = session.get(Message, message_id)
+            message.attempts = (message.attempts or 0) + 1
+            message.error = code[:64]
+            if message.attempts >= self.settings.max_attempts:
+                message.status = "caseworker"
+                logger.error("message could not be answered after %d tries (%s): for a caseworker",
+                             message.attempts, code)  # fmt: skip
+                self._alert("unanswered", message)
+            else:
+                message.next_attempt_at = utcnow() + self._backoff(message.attempts)
+                logger.warning("message not processed (%s), try %d: retrying",
+                               code, message.attempts)  # fmt: skip
+
+    def _alert(self, reason: str, message: Message) -> None:
+        if self.notifier is not None:
+            self.notifier.alert(
+                {
+                    "reason": reason,
+                    "message_id": message.id,
+                    "case_ref": message.case.reference if message.case else None,
+                    "channel": message.channel,
+                    "error": message.error,
+                }
+            )
+
+    # --- 3. delivering ----------------------------------------------------------------------
+    async def deliver(self, contact_id: int) -> None:
+        """Sends the worker's queued replies, oldest first; stops at the first one to retry."""
+        while True:
+            with self.db.session() as session:
+                out = session.execute(
+                    select(Message)
+                    .where(
+                        Message.contact_id == contact_id,
+                        Message.direction == "out",
+                        Message.status == "queued",
+                    )
+                    .order_by(Message.id)
+                    .limit(1)
+                ).scalar_one_or_none()
+                if out is None or _later(out.next_attempt_at):
+                    return
+                contact = out.contact
+                if contact.opted_out:
+                    out.status = "held"
+                    out.error = "opted_out"
+                    continue
+                out_id, channel, address, text = out.id, out.channel, contact.address, out.text
+            sender = self.senders.get(channel)
+            try:
+                if sender is None or not address:
+                    raise SendError("no_sender" if sender is None else "no_address")
+                provider_id = await sender.send(channel, address, text, buttons_of(text))
+            except SendError as exc:
+                if not self._send_failed(out_id, exc):
+                    return
+                continue
+            with self.db.session() as session:
+                out = session.get(Message, out_id)
+                out.status = "sent"
+                out.provider_id = str(provider_id) if provider_id else None
+                out.error = None
+
+    def _send_failed(self, out_id: int, exc: SendError) -> bool:
+        """Records a failed send; True when the queue may go on to the next reply."""
+        with self.db.session() as session:
+            out = session.get(Message, out_id)
+            out.attempts = (out.attempts or 0) + 1
+            out.error = exc.code
+            if exc.hold:
+                out.status = "held"
+                self._alert("held", out)
+                return True
+            if exc.retry and out.attempts < self.settings.max_attempts:
+                out.next_attempt_at = utcnow() + self._backoff(out.attempts)
+                logger.warning("reply not sent (%s), try %d: retrying", exc.code, out.attempts)
+                return False
+            out.status = "failed"
+            logger.error("reply not sent (%s) after %d tries: for a caseworker",
+                         exc.code, out.attempts)  # fmt: skip
+            self._alert("undelivered", out)
+            return True
+
+    # --- 4. resuming ------------------------------------------------------------------------
+    async def run_due(self) -> int:
+        """Processes every worker with a due pending message or queued reply."""
+        now = utcnow()
+        with self.db.session() as session:
+            contact_ids = sorted(
+                {
+                    cid
+                    for (cid,) in session.execute(
+                        select(Message.contact_id).where(
+                            or_(Message.status == "pending", Message.status == "queued"),
+                            or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+                        )
+                    )
+                }
+            )
+        for contact_id in contact_ids:
+            await self.process(contact_id)
+        return len(contact_ids)
+
+    def start(self, interval: float = 1.0) -> None:
+        if self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._loop(interval))
+
+    async def _loop(self, interval: float) -> None:
+        while True:
+            try:
+                await self.run_due()
+            except Exception:  # noqa: BLE001 - the loop must survive; the error is logged
+                logger.exception("channel queue loop failed; retrying")
+            await asyncio.sleep(interval)
+
+    async def stop(self) -> None:
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            self._loop_task = None
+
+    def contact_address(self, contact_id: int) -> str | None:
+        with self.db.session() as session:
+            contact = session.get(Contact, contact_id)
+            return contact.address if contact else None

@@ -1,0 +1,131 @@
+"""Telegram: ``POST /webhooks/telegram/webhook``.
+
+Verified by ``X-Telegram-Bot-Api-Secret-Token`` (the secret given to ``setWebhook``; compared in
+constant time) before the body is read; Telegram's API is never called to "verify" an update.
+Updates are read with python-telegram-bot's ``Update.de_json``; replies go out through its
+``Bot`` (``TELEGRAM_API_BASE`` points it elsewhere, for tests). Private chats only: a group is
+no place for a worker's complaint, so group updates are acknowledged and dropped, as are edits
+and updates with nothing to read (stickers). Menus become inline keyboards whose buttons send
+the option's number (callback data of 1-2 bytes, far under Telegram's 64).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from sanic.request import Request
+
+from bot.channels.base import HelplineChannel, Rejected
+from bot.channels.inbox import Inbound, Sender, SendError
+
+logger = logging.getLogger(__name__)
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+class TelegramSender(Sender):
+    def __init__(self, token: str, api_base: str) -> None:
+        self.token = token
+        self.api_base = api_base
+        self._bot = None
+
+    @property
+    def bot(self):
+        if self._bot is None:
+            from telegram import Bot
+
+            self._bot = Bot(self.token, base_url=f"{self.api_base}/bot")
+        return self._bot
+
+    async def send(self, channel: str, address: str, text: str, buttons) -> str:
+        from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+        from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+
+        markup = None
+        if buttons:
+            markup = InlineKeyboardMarkup(
+                [[InlineKeyboardButton(f"{value} {label}"[:64], callback_data=value)]
+                 for value, label in buttons]
+            )  # fmt: skip
+        try:
+            sent = await self.bot.send_message(chat_id=int(address), text=text, reply_markup=markup)
+        except RetryAfter as exc:
+            raise SendError("telegram_429", retry=True) from exc
+        except (BadRequest, Forbidden) as exc:  # BadRequest is a NetworkError: caught first
+            raise SendError(f"telegram_{type(exc).__name__}") from exc
+        except NetworkError as exc:  # timeouts, 5xx, connection errors
+            raise SendError(f"telegram_{type(exc).__name__}", retry=True) from exc
+        except TelegramError as exc:
+            raise SendError(f"telegram_{type(exc).__name__}") from exc
+        return str(sent.message_id)
+
+
+class TelegramInput(HelplineChannel):
+    @classmethod
+    def name(cls) -> str:
+        return "telegram"
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.telegram_on
+
+    def verify(self, request: Request) -> bool:
+        given = request.headers.get(SECRET_HEADER, "")
+        return bool(given) and hmac.compare_digest(
+            given.encode(), self.settings.telegram_secret.encode()
+        )
+
+    def parse(self, request: Request) -> list[Inbound]:
+        from telegram import Update
+
+        try:
+            data = request.json
+        except Exception as exc:  # noqa: BLE001 - Sanic raises its own error for bad JSON
+            raise Rejected("body is not JSON") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+            raise Rejected("not a Telegram update")
+        try:
+            update = Update.de_json(data, None)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Rejected("not a Telegram update") from exc
+        provider_id = str(update.update_id)
+        if update.callback_query is not None:
+            query = update.callback_query
+            chat = query.message.chat if query.message else None
+            if chat is None or chat.type != "private" or not query.data:
+                return []
+            return [Inbound("telegram", str(chat.id), provider_id, query.data[:64], "callback")]
+        message = update.message
+        if message is None or message.chat.type != "private":
+            return []  # edits, channel posts, groups: acknowledged, not taken
+        text = message.text or message.caption or ""
+        media = next(
+            (k for k in ("voice", "photo", "document", "audio") if getattr(message, k)), None
+        )
+        if media:  # downloading and storing attachments: not built yet (README)
+            kind, text = "media", text or f"[{media}]"
+        elif text:
+            kind = "text"
+        else:
+            return []  # stickers and the like: nothing to read
+        return [Inbound("telegram", str(message.chat.id), provider_id, text[:4096], kind)]
+
+    def senders(self) -> dict[str, Sender]:
+        sender = TelegramSender(self.settings.telegram_token, self.settings.telegram_api_base)
+        return {"telegram": sender}
+
+
+async def set_webhook(settings) -> bool:
+    """``helpline telegram set-webhook``: registers our URL with the secret token."""
+    from telegram import Bot
+
+    if not settings.telegram_on or not settings.public_url:
+        raise ValueError(
+            "set TELEGRAM_BOT_TOKEN, TELEGRAM_WEBHOOK_SECRET and HELPLINE_PUBLIC_URL first"
+        )
+    async with Bot(settings.telegram_token, base_url=f"{settings.telegram_api_base}/bot") as bot:
+        return await bot.set_webhook(
+            url=f"{settings.public_url}/webhooks/telegram/webhook",
+            secret_token=settings.telegram_secret,
+            allowed_updates=["message", "callback_query"],
+        )

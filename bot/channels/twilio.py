@@ -1,0 +1,168 @@
+"""Twilio SMS and WhatsApp, one handler: ``POST /webhooks/twilio/webhook`` and the delivery
+status callback ``POST /webhooks/twilio/status``.
+
+Verified with twilio's ``RequestValidator`` (``X-Twilio-Signature``, HMAC-SHA1 of the URL and
+the form parameters with the auth token) against the public URL Twilio called:
+``HELPLINE_PUBLIC_URL`` plus the path, or, with ``HELPLINE_TRUST_FORWARDED=true`` behind a
+proxy, the ``X-Forwarded-Proto``/``X-Forwarded-Host`` headers. A request for another account
+is refused too. WhatsApp addresses carry the ``whatsapp:`` prefix and are their own channel.
+Replies go out through the twilio client (``TWILIO_API_BASE`` points it elsewhere, for tests);
+SMS replies are split at sentence ends into numbered one-segment parts, never more than
+``HELPLINE_SMS_SEGMENT_BUDGET`` (default 4) per reply: longer ones are shortened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sanic import Blueprint, response
+from sanic.request import Request
+
+from bot.channels.base import HelplineChannel, Rejected
+from bot.channels.inbox import Inbound, Sender, SendError
+from bot.sms import split_for_sms
+
+logger = logging.getLogger(__name__)
+SIGNATURE_HEADER = "X-Twilio-Signature"
+WHATSAPP_WINDOW_CLOSED = 63016  # "outside the allowed window": a template message is needed
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+class TwilioSender(Sender):
+    def __init__(self, settings) -> None:
+        self.settings = settings
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from twilio.rest import Client
+
+            self._client = Client(self.settings.twilio_account_sid, self.settings.twilio_auth_token)
+            self._client.api.base_url = self.settings.twilio_api_base
+        return self._client
+
+    def _send_sync(self, channel: str, address: str, text: str) -> str:
+        from twilio.base.exceptions import TwilioRestException
+
+        if channel == "whatsapp":
+            sender, parts = self.settings.twilio_whatsapp_sender, [text]
+        else:
+            sender = self.settings.twilio_sms_number
+            parts = split_for_sms(text, self.settings.sms_segment_budget)
+        if not sender:
+            raise SendError(f"no_{channel}_sender")
+        callback = (
+            f"{self.settings.public_url}/webhooks/twilio/status"
+            if self.settings.public_url
+            else None
+        )
+        first = None
+        for part in parts:
+            kwargs = {"to": address, "from_": sender, "body": part}
+            if callback:
+                kwargs["status_callback"] = callback
+            try:
+                message = self.client.messages.create(**kwargs)
+            except TwilioRestException as exc:
+                if exc.code == WHATSAPP_WINDOW_CLOSED:
+                    raise SendError("twilio_63016", hold=True) from exc
+                retry = exc.status == 429 or (exc.status or 0) >= 500
+                raise SendError(f"twilio_{exc.status}_{exc.code or ''}", retry=retry) from exc
+            except OSError as exc:  # connection errors, timeouts (requests' errors are OSErrors)
+                raise SendError(f"twilio_{type(exc).__name__}", retry=True) from exc
+            first = first or message.sid
+        return first
+
+    async def send(self, channel: str, address: str, text: str, buttons) -> str:
+        return await asyncio.to_thread(self._send_sync, channel, address, text)
+
+
+class TwilioInput(HelplineChannel):
+    @classmethod
+    def name(cls) -> str:
+        return "twilio"
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.twilio_on
+
+    def public_url(self, request: Request) -> str:
+        path = request.path + (f"?{request.query_string}" if request.query_string else "")
+        if self.settings.trust_forwarded:
+            proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0]
+            host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0]
+            return f"{proto.strip()}://{host.strip()}{path}"
+        return f"{self.settings.public_url}{path}"
+
+    def verify(self, request: Request) -> bool:
+        from twilio.request_validator import RequestValidator
+
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not signature:
+            return False
+        params = {k: v[0] for k, v in (request.form or {}).items()}
+        validator = RequestValidator(self.settings.twilio_auth_token)
+        if not validator.validate(self.public_url(request), params, signature):
+            return False
+        return params.get("AccountSid") == self.settings.twilio_account_sid
+
+    def parse(self, request: Request) -> list[Inbound]:
+        form = request.form or {}
+        sid = form.get("MessageSid") or form.get("SmsSid")
+        sender = form.get("From")
+        if not sid or not sender:
+            raise Rejected("not a Twilio message")
+        channel = "whatsapp" if sender.startswith("whatsapp:") else "sms"
+        text = form.get("Body") or ""
+        kind = "text"
+        if int(form.get("NumMedia") or 0) > 0:  # downloading media: not built yet (README)
+            kind = "media"
+            text = text or "[media]"
+        if not text:
+            return []
+        return [Inbound(channel, sender, sid, text[:4096], kind)]
+
+    def acknowledge(self) -> response.HTTPResponse:
+        return response.text(EMPTY_TWIML, content_type="text/xml")
+
+    def senders(self) -> dict[str, Sender]:
+        sender = TwilioSender(self.settings)
+        return {"sms": sender, "whatsapp": sender}
+
+    def extra_routes(self, blueprint: Blueprint) -> None:
+        @blueprint.route("/status", methods=["POST"])
+        async def status(request: Request) -> response.HTTPResponse:
+            if not self.enabled:
+                return response.json({"error": "twilio channel is off"}, status=503)
+            if not self.verify(request):
+                logger.warning("twilio status callback: request refused (signature)")
+                return response.json({"error": "forbidden"}, status=403)
+            form = request.form or {}
+            self.record_status(
+                form.get("MessageSid") or "",
+                form.get("MessageStatus") or "",
+                form.get("ErrorCode"),
+            )
+            return self.acknowledge()
+
+    def record_status(self, sid: str, status: str, error_code: str | None) -> None:
+        from sqlalchemy import select
+
+        from bot.store.models import Message
+
+        inbox = self.inbox()
+        with inbox.db.session() as session:
+            message = session.execute(
+                select(Message).where(Message.provider_id == sid, Message.direction == "out")
+            ).scalar_one_or_none()
+            if message is None:
+                return
+            if status in ("delivered", "read"):
+                message.status = "delivered"
+            elif status in ("failed", "undelivered"):
+                message.error = f"twilio_{error_code or status}"[:64]
+                held = str(error_code) == str(WHATSAPP_WINDOW_CLOSED)
+                message.status = "held" if held else "failed"
+                inbox._alert("held" if held else "undelivered", message)

@@ -1,0 +1,120 @@
+"""Fake Telegram Bot API and Twilio API servers on loopback.
+
+Our code talks to them through the real clients (python-telegram-bot's ``Bot``, the twilio
+client) with their base URLs pointed here. Each server records every request it gets and can be
+told to fail the next requests (``fail_next(status, n, body)``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeServer:
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self._failures: list[tuple[int, dict]] = []
+        self._ids = itertools.count(1000)
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length)
+                params = server.parse_body(self.headers.get("Content-Type", ""), raw)
+                status, body = server.respond(self.path, params)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST  # noqa: N815
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def parse_body(content_type: str, raw: bytes) -> dict:
+        if not raw:
+            return {}
+        if "json" in content_type:
+            return json.loads(raw)
+        if "multipart/form-data" in content_type:
+            boundary = content_type.split("boundary=")[1].encode()
+            params = {}
+            for part in raw.split(b"--" + boundary):
+                if b"name=" not in part:
+                    continue
+                head, _, value = part.partition(b"\r\n\r\n")
+                name = head.split(b'name="')[1].split(b'"')[0].decode()
+                params[name] = value.rstrip(b"\r\n").decode()
+            return params
+        return {k: v[0] for k, v in urllib.parse.parse_qs(raw.decode()).items()}
+
+    def fail_next(self, status: int, n: int = 1, body: dict | None = None) -> None:
+        with self._lock:
+            self._failures += [(status, body or {})] * n
+
+    def respond(self, path: str, params: dict) -> tuple[int, dict]:
+        with self._lock:
+            self.requests.append({"path": path, "params": params})
+            if self._failures:
+                return self._failures.pop(0)
+        return self.answer(path, params)
+
+    def answer(self, path: str, params: dict) -> tuple[int, dict]:
+        raise NotImplementedError
+
+    def sent(self, method: str) -> list[dict]:
+        return [r["params"] for r in self.requests if r["path"].endswith(method)]
+
+    def wait_for(self, method: str, n: int, timeout: float = 60) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sent = self.sent(method)
+            if len(sent) >= n:
+                return sent
+            time.sleep(0.1)
+        return self.sent(method)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class FakeTelegram(FakeServer):
+    def answer(self, path: str, params: dict) -> tuple[int, dict]:
+        method = path.rsplit("/", 1)[-1]
+        if method == "getMe":
+            user = {"id": 1, "is_bot": True, "first_name": "Helpline", "username": "helpline_bot"}
+            return 200, {"ok": True, "result": user}
+        if method == "sendMessage":
+            chat = {"id": int(params.get("chat_id", 0)), "type": "private"}
+            result = {"message_id": next(self._ids), "date": int(time.time()), "chat": chat,
+                      "text": params.get("text", "")}  # fmt: skip
+            return 200, {"ok": True, "result": result}
+        return 200, {"ok": True, "result": True}
+
+
+class FakeTwilio(FakeServer):
+    def answer(self, path: str, params: dict) -> tuple[int, dict]:
+        sid = f"SM{next(self._ids):032d}"
+        return 201, {"sid": sid, "status": "queued", "to": params.get("To"),
+                     "from": params.get("From"), "body": params.get("Body")}  # fmt: skip
+
+
+def twilio_error(status: int, code: int) -> dict:
+    return {"code": code, "message": "error", "more_info": "", "status": status}

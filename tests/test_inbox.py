@@ -1,0 +1,247 @@
+"""The channels' durable queue (bot/channels/inbox.py) with a real SQLite store and the real
+provider clients talking to fake Telegram and Twilio servers on loopback. Rasa is replaced by a
+function that answers like it (or fails like it): the whole server is in tests/test_channels.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from bot import locale_packs
+from bot import settings as settings_module
+from bot.channels import config as channel_config
+from bot.channels.inbox import Inbound, Inbox
+from bot.channels.telegram import TelegramSender
+from bot.channels.twilio import TwilioSender
+from bot.emergency import Notifier
+from bot.sms import segments
+from bot.store import Database
+from bot.store.models import Contact, Message
+from tests.fake_providers import FakeTelegram, FakeTwilio, twilio_error
+
+
+class Alerts(Notifier):
+    def __init__(self) -> None:
+        self.events = []
+
+    def alert(self, event: dict) -> None:
+        self.events.append(event)
+
+
+class FakeRasa:
+    """Answers every message with "re: <text>" (or a given reply); can fail the next calls."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str]] = []
+        self.failures = 0
+        self.reply = None
+
+    async def __call__(self, message) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("rasa is down")
+        self.seen.append((message.sender_id, message.input_channel, message.text))
+        text = self.reply or f"re: {message.text}"
+        await message.output_channel.send_text_message(message.sender_id, text)
+
+
+@pytest.fixture
+def fakes():
+    telegram, twilio = FakeTelegram(), FakeTwilio()
+    yield telegram, twilio
+    telegram.close()
+    twilio.close()
+
+
+@pytest.fixture
+def inbox(tmp_path, fakes):
+    telegram, twilio = fakes
+    app = settings_module.load({"HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/q.db"})
+    db = Database(app.database_url, app.encryption_keys)
+    db.upgrade()
+    settings = channel_config.load(
+        {
+            "TELEGRAM_BOT_TOKEN": "123:abc",
+            "TELEGRAM_WEBHOOK_SECRET": "s3cret",
+            "TELEGRAM_API_BASE": telegram.url,
+            "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+            "TWILIO_AUTH_TOKEN": "token",
+            "TWILIO_SMS_NUMBER": "+15550001111",
+            "TWILIO_WHATSAPP_SENDER": "whatsapp:+15550002222",
+            "TWILIO_API_BASE": twilio.url,
+            "HELPLINE_CHANNEL_RETRY_SECONDS": "0.01",
+            "HELPLINE_CHANNEL_MAX_ATTEMPTS": "3",
+        }
+    )
+    twilio_sender = TwilioSender(settings)
+    box = Inbox(
+        db,
+        app.pseudonym_key,
+        settings,
+        senders={
+            "telegram": TelegramSender("123:abc", telegram.url),
+            "sms": twilio_sender,
+            "whatsapp": twilio_sender,
+        },
+        packs=locale_packs.discover(),
+        notifier=Alerts(),
+    )
+    box.on_new_message = FakeRasa()
+    yield box
+    db.dispose()
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def drain(box: Inbox, rounds: int = 20) -> None:
+    for _ in range(rounds):
+        await box.run_due()
+        await asyncio.sleep(0.02)
+
+
+def statuses(box: Inbox, direction: str) -> list[str]:
+    with box.db.session() as s:
+        rows = s.query(Message).filter(Message.direction == direction).order_by(Message.id)
+        return [m.status for m in rows]
+
+
+def test_accept_process_and_reply_through_telegram(inbox, fakes):
+    telegram, _ = fakes
+    contact = inbox.accept(Inbound("telegram", "777001", "9001", "hello"))
+    assert contact is not None
+    assert inbox.accept(Inbound("telegram", "777001", "9001", "hello")) is None  # duplicate
+    run(inbox.process(contact))
+    (sent,) = telegram.sent("sendMessage")
+    assert (sent["chat_id"], sent["text"]) == ("777001", "re: hello")
+    sender_id, channel, _ = inbox.on_new_message.seen[0]
+    assert channel == "telegram" and "777001" not in sender_id and len(sender_id) == 64
+    assert statuses(inbox, "in") == ["done"] and statuses(inbox, "out") == ["sent"]
+    with inbox.db.session() as s:
+        assert s.query(Contact).one().address == "777001"  # stored (encrypted) only to reply
+
+
+def test_per_worker_order_is_kept(inbox, fakes):
+    telegram, _ = fakes
+    for i in range(5):
+        contact = inbox.accept(Inbound("telegram", "42", str(100 + i), f"m{i}"))
+    run(inbox.process(contact))
+    assert [s["text"] for s in telegram.sent("sendMessage")] == [f"re: m{i}" for i in range(5)]
+
+
+def test_rasa_failures_are_retried_then_answered_once(inbox, fakes):
+    telegram, _ = fakes
+    inbox.on_new_message.failures = 2
+    inbox.accept(Inbound("telegram", "5", "1", "are you there"))
+    run(drain(inbox))
+    assert [s["text"] for s in telegram.sent("sendMessage")] == ["re: are you there"]
+    with inbox.db.session() as s:
+        assert s.query(Message).filter_by(direction="in").one().attempts == 2
+
+
+def test_unanswerable_message_goes_to_a_caseworker(inbox, fakes):
+    inbox.on_new_message.failures = 99
+    inbox.accept(Inbound("sms", "+60123456789", "SM1", "tolong"))
+    run(drain(inbox))
+    assert statuses(inbox, "in") == ["caseworker"]
+    assert inbox.notifier.events[-1]["reason"] == "unanswered"
+    assert "+60123456789" not in str(inbox.notifier.events)
+
+
+def test_actions_down_keeps_the_message_pending(inbox):
+    inbox.actions_health_url = "http://127.0.0.1:9/health"  # nothing listens there
+    contact = inbox.accept(Inbound("telegram", "8", "2", "hi"))
+    run(inbox.process(contact))
+    assert statuses(inbox, "in") == ["pending"]
+    inbox.actions_health_url = None  # the action server is back
+    run(drain(inbox))
+    assert statuses(inbox, "in") == ["done"]
+
+
+def test_provider_500_and_429_are_retried_and_sent_once(inbox, fakes):
+    telegram, twilio = fakes
+    telegram.fail_next(500, 1, {"ok": False, "error_code": 500, "description": "Internal"})
+    twilio.fail_next(429, 1, twilio_error(429, 20429))
+    inbox.accept(Inbound("telegram", "11", "3", "one"))
+    inbox.accept(Inbound("sms", "+8801711000000", "SM2", "two"))
+    run(drain(inbox))
+    assert [s["text"] for s in telegram.sent("sendMessage")].count("re: one") == 2  # 500, then ok
+    assert statuses(inbox, "out") == ["sent", "sent"]
+    assert len(twilio.requests) == 2
+
+
+def test_provider_that_keeps_failing_marks_the_reply_failed(inbox, fakes):
+    _, twilio = fakes
+    twilio.fail_next(503, 10, twilio_error(503, 20503))
+    inbox.accept(Inbound("sms", "+9771", "SM3", "help"))
+    run(drain(inbox))
+    assert statuses(inbox, "out") == ["failed"]
+    assert inbox.notifier.events[-1]["reason"] == "undelivered"
+
+
+def test_closed_whatsapp_window_holds_the_reply(inbox, fakes):
+    _, twilio = fakes
+    twilio.fail_next(400, 1, twilio_error(400, 63016))
+    inbox.accept(Inbound("whatsapp", "whatsapp:+6281", "SM4", "halo"))
+    run(drain(inbox))
+    assert statuses(inbox, "out") == ["held"]
+    assert twilio.requests[0]["params"]["From"] == "whatsapp:+15550002222"
+
+
+def test_stop_holds_everything_until_start(inbox, fakes):
+    _, twilio = fakes
+    inbox.accept(Inbound("sms", "+95911", "SM5", "STOP"))
+    run(drain(inbox))
+    assert inbox.on_new_message.seen == [] and twilio.requests == []
+    inbox.accept(Inbound("sms", "+95911", "SM6", "hello"))
+    run(drain(inbox))
+    assert statuses(inbox, "out") == ["held"] and twilio.requests == []
+    inbox.accept(Inbound("sms", "+95911", "SM7", "start"))
+    run(drain(inbox))
+    assert [r["params"]["Body"] for r in twilio.requests] == ["re: start"]
+
+
+def test_stop_in_a_packs_own_words(inbox):
+    words = [w for p in locale_packs.discover() for w in p.meta["keywords"]["stop"]][:3]
+    for i, word in enumerate(words):
+        inbox.accept(Inbound("sms", f"+1{i}", f"SMstop{i}", word))
+    run(drain(inbox))
+    with inbox.db.session() as s:
+        assert all(c.opted_out for c in s.query(Contact))
+
+
+def test_long_sms_reply_is_split_within_the_budget(inbox, fakes):
+    _, twilio = fakes
+    inbox.on_new_message.reply = " ".join(["আপনার পাসপোর্ট আপনার। কেউ রাখতে পারবে না।"] * 12)
+    inbox.accept(Inbound("sms", "+8801", "SM8", "passport"))
+    run(drain(inbox))
+    bodies = [r["params"]["Body"] for r in twilio.requests]
+    assert len(bodies) == 4 and bodies[0].startswith("(1/4) ") and bodies[-1].endswith("…")
+    assert all(segments(b).count == 1 for b in bodies)
+
+
+def test_menu_becomes_telegram_buttons(inbox, fakes):
+    telegram, _ = fakes
+    inbox.on_new_message.reply = "Reply with a number:\n1 Ask about your rights\n2 Report a problem"
+    inbox.accept(Inbound("telegram", "12", "4", "menu"))
+    run(drain(inbox))
+    markup = telegram.sent("sendMessage")[0]["reply_markup"]
+    markup = markup if isinstance(markup, dict) else json.loads(markup)
+    buttons = [row[0] for row in markup["inline_keyboard"]]
+    assert [(b["text"], b["callback_data"]) for b in buttons] == [
+        ("1 Ask about your rights", "1"),
+        ("2 Report a problem", "2"),
+    ]
+
+
+def test_a_message_accepted_before_a_crash_is_answered_after_restart(inbox, fakes):
+    telegram, _ = fakes
+    inbox.accept(Inbound("telegram", "13", "5", "still there?"))  # then the process dies
+    fresh = Inbox(inbox.db, inbox.pseudonym_key, inbox.settings, inbox.senders)
+    fresh.on_new_message = FakeRasa()
+    run(drain(fresh))
+    assert [s["text"] for s in telegram.sent("sendMessage")] == ["re: still there?"]
