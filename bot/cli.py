@@ -386,6 +386,21 @@ def cmd_cases(args: argparse.Namespace) -> int:
         db.dispose()
 
 
+def cmd_telegram(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from bot.channels import config as channel_config
+    from bot.channels.telegram import set_webhook
+
+    settings = channel_config.load()
+    try:
+        ok = asyncio.run(set_webhook(settings))
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"webhook {'set' if ok else 'NOT set'}: {settings.public_url}/webhooks/telegram/webhook")
+    return 0 if ok else 1
+
+
 def cmd_db(args: argparse.Namespace) -> int:
     from bot.settings import load
     from bot.store import open_database
@@ -445,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--open", action="store_true", help="only cases not resolved or closed")
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=cmd_cases)
+
+    p = sub.add_parser("telegram", help="register the Telegram webhook (with its secret token)")
+    p.add_argument("action", choices=["set-webhook"])
+    p.set_defaults(func=cmd_telegram)
 
     p = sub.add_parser("db", help="bring the case store's schema up to date")
     p.add_argument("action", choices=["upgrade"])

@@ -245,3 +245,23 @@ def test_a_message_accepted_before_a_crash_is_answered_after_restart(inbox, fake
     fresh.on_new_message = FakeRasa()
     run(drain(fresh))
     assert [s["text"] for s in telegram.sent("sendMessage")] == ["re: still there?"]
+
+
+def test_erasure_in_this_turn_still_confirms_once_and_keeps_nothing(inbox, fakes):
+    telegram, _ = fakes
+    from bot.store import repository as repo
+
+    class ErasingRasa(FakeRasa):
+        async def __call__(self, message) -> None:
+            with inbox.db.session() as s:
+                contact = s.query(Contact).filter_by(pseudonym=message.sender_id).one()
+                repo.erase_contact(s, contact=contact)
+            await message.output_channel.send_text_message(message.sender_id, "deleted")
+
+    inbox.on_new_message = ErasingRasa()
+    inbox.accept(Inbound("telegram", "31337", "77", "1"))
+    run(drain(inbox))
+    assert [s["text"] for s in telegram.sent("sendMessage")] == ["deleted"]
+    with inbox.db.session() as s:
+        assert s.query(Message).count() == 0
+        assert s.query(Contact).one().address is None

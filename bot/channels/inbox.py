@@ -193,6 +193,7 @@ class Inbox:
             message = session.get(Message, message_id)
             contact = message.contact
             text, channel, pseudonym = message.text or "", message.channel, contact.pseudonym
+            address = contact.address
             command = self._command(text)
             if command == "stop":
                 contact.opted_out = True
@@ -218,25 +219,38 @@ class Inbox:
             )
         except Exception as exc:  # noqa: BLE001 - Rasa failed: retried, then a caseworker
             raise ProcessingError(type(exc).__name__) from exc
+        replies = [r["text"] for r in collector.messages if r.get("text")]
         with self.db.session() as session:
             message = session.get(Message, message_id)
-            for reply in collector.messages:
-                if not reply.get("text"):
-                    continue
-                out = repo.add_message(
-                    session,
-                    contact=message.contact,
-                    case=message.case,
-                    direction="out",
-                    text=reply["text"],
-                    channel=channel,
-                    author="bot",
-                )
-                out.status = "queued"
-                out.reply_to_id = message.id
-                out.next_attempt_at = utcnow()
-            message.status = "done"
-            message.error = None
+            if message is None:  # the worker erased their data in this very turn
+                erased = True
+            else:
+                erased = False
+                for reply in replies:
+                    out = repo.add_message(
+                        session,
+                        contact=message.contact,
+                        case=message.case,
+                        direction="out",
+                        text=reply,
+                        channel=channel,
+                        author="bot",
+                    )
+                    out.status = "queued"
+                    out.reply_to_id = message.id
+                    out.next_attempt_at = utcnow()
+                message.status = "done"
+                message.error = None
+        if erased:
+            # Nothing of theirs is stored any more, not even the address: the confirmation is
+            # sent once, directly, and kept nowhere.
+            sender = self.senders.get(channel)
+            for reply in replies:
+                try:
+                    if sender is not None and address:
+                        await sender.send(channel, address, reply, [])
+                except SendError as exc:
+                    logger.warning("erasure confirmation not sent (%s)", exc.code)
 
     def _command(self, text: str) -> str | None:
         key = _key(text)

@@ -83,7 +83,8 @@ def stock_server(tmp: Path):
     port = free_port()
     log = open(tmp / "stock.log", "wb")  # noqa: SIM115 - closed in stop()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rasa", "run", "--port", str(port), "--interface", "127.0.0.1"],
+        [sys.executable, "-m", "rasa", "run", "--enable-api", "--port", str(port),
+         "--interface", "127.0.0.1"],
         cwd=project, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

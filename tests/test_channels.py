@@ -1,0 +1,256 @@
+"""The channels in the real server (`helpline run`), table-driven with recorded payloads.
+
+Telegram and Twilio are fake servers on loopback; python-telegram-bot's `Bot` and the twilio
+client in the server talk to them. Every payload is sent with a valid, a missing and a wrong
+signature; the valid ones must be stored and answered through the provider's API exactly once,
+the others refused with 403 before anything is stored. Then hostile input, and a grep of the
+whole run's log for phone numbers, chat ids, tokens and message text.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from bot import settings as settings_module
+from bot.store import Database
+from bot.store.models import Message
+from tests.fake_providers import FakeTelegram, FakeTwilio
+from tests.live_server import start
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "123456:telegram-test-token"
+SECRET = "telegram-webhook-secret-0123"
+SID = "AC" + "7" * 32
+AUTH = "twilio-auth-token-abcdef"
+PUBLIC = "https://helpline.example.org"
+CHAT = 5550123401
+PHONE = "+60123459876"
+
+
+@pytest.fixture(scope="module")
+def channels(tmp_path_factory, model):
+    telegram, twilio = FakeTelegram(), FakeTwilio()
+    server, stop = start(
+        tmp_path_factory.mktemp("channels"),
+        {
+            "TELEGRAM_BOT_TOKEN": TOKEN,
+            "TELEGRAM_WEBHOOK_SECRET": SECRET,
+            "TELEGRAM_API_BASE": telegram.url,
+            "TWILIO_ACCOUNT_SID": SID,
+            "TWILIO_AUTH_TOKEN": AUTH,
+            "TWILIO_SMS_NUMBER": "+15550001111",
+            "TWILIO_WHATSAPP_SENDER": "whatsapp:+15550002222",
+            "TWILIO_API_BASE": twilio.url,
+            "HELPLINE_PUBLIC_URL": PUBLIC,
+            "HELPLINE_CHANNEL_RETRY_SECONDS": "0.2",
+        },
+    )
+    settings = settings_module.load({"HELPLINE_DATABASE_URL": server.database_url})
+    db = Database(settings.database_url, settings.encryption_keys)
+    yield server, telegram, twilio, db
+    stop()
+    db.dispose()
+    telegram.close()
+    twilio.close()
+
+
+def post(url: str, body: bytes, headers: dict) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+_ids = iter(range(70000, 80000))
+
+
+def tg_update(kind: str, text: str = "hello", chat_type: str = "private") -> dict:
+    chat = {"id": CHAT, "type": chat_type}
+    user = {"id": CHAT, "is_bot": False, "first_name": "W"}
+    message = {"message_id": next(_ids), "date": 1700000000, "chat": chat, "from": user}
+    update = {"update_id": next(_ids)}
+    if kind == "text":
+        update["message"] = {**message, "text": text}
+    elif kind == "callback":
+        update["callback_query"] = {"id": "cb1", "from": user, "chat_instance": "x", "data": "1",
+                                    "message": {**message, "text": "menu"}}  # fmt: skip
+    elif kind == "edited":
+        update["edited_message"] = {**message, "text": text, "edit_date": 1700000100}
+    elif kind == "voice":
+        update["message"] = {**message, "voice": {"file_id": "v1", "file_unique_id": "u1",
+                                                  "duration": 3}}  # fmt: skip
+    elif kind == "photo":
+        update["message"] = {**message, "photo": [{"file_id": "p1", "file_unique_id": "u2",
+                                                   "width": 90, "height": 90}]}  # fmt: skip
+    elif kind == "sticker":
+        update["message"] = {**message, "sticker": {"file_id": "s1", "file_unique_id": "u3",
+                             "width": 512, "height": 512, "is_animated": False,
+                             "is_video": False, "type": "regular"}}  # fmt: skip
+    elif kind == "group":
+        update["message"] = {**message, "chat": {"id": -100123, "type": "group", "title": "g"},
+                              "text": text}  # fmt: skip
+    return update
+
+
+def send_telegram(server, update, secret: str | None = SECRET) -> int:
+    headers = {"Content-Type": "application/json"}
+    if secret is not None:
+        headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+    return post(f"{server.base}/webhooks/telegram/webhook", json.dumps(update).encode(), headers)
+
+
+def twilio_params(kind: str, text: str = "hello") -> dict:
+    sid = f"SM{next(_ids):032d}"
+    base = {"AccountSid": SID, "MessageSid": sid, "SmsSid": sid, "To": "+15550001111",
+            "From": PHONE, "Body": text, "NumMedia": "0"}  # fmt: skip
+    if kind == "whatsapp":
+        base.update(From="whatsapp:" + PHONE, To="whatsapp:+15550002222")
+    if kind == "whatsapp_media":
+        base.update(From="whatsapp:" + PHONE, To="whatsapp:+15550002222", Body="",
+                    NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME1",
+                    MediaContentType0="image/jpeg")  # fmt: skip
+    return base
+
+
+def send_twilio(server, params: dict, signature: str | None = "valid", path="webhook") -> int:
+    url = f"{PUBLIC}/webhooks/twilio/{path}"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if signature == "valid":
+        headers["X-Twilio-Signature"] = RequestValidator(AUTH).compute_signature(url, params)
+    elif signature == "wrong":
+        headers["X-Twilio-Signature"] = RequestValidator("not-the-token").compute_signature(
+            url, params
+        )
+    body = urllib.parse.urlencode(params).encode()
+    return post(f"{server.base}/webhooks/twilio/{path}", body, headers)
+
+
+def stored(db, provider_id: str) -> bool:
+    with db.session() as s:
+        return s.query(Message).filter_by(provider_id=provider_id).count() == 1
+
+
+TELEGRAM_CASES = [
+    # label, payload kind, stored and answered?
+    ("text", "text", True),
+    ("callback query (menu button)", "callback", True),
+    ("voice note", "voice", True),
+    ("photo", "photo", True),
+    ("edited message", "edited", False),
+    ("sticker", "sticker", False),
+    ("group chat", "group", False),
+]
+
+
+@pytest.mark.parametrize(("label", "kind", "taken"), TELEGRAM_CASES, ids=[c[0] for c in TELEGRAM_CASES])
+def test_telegram_payloads(channels, label, kind, taken):
+    server, telegram, _, db = channels
+    update = tg_update(kind)
+    assert send_telegram(server, update, secret=None) == 403
+    assert send_telegram(server, update, secret="wrong-secret") == 403
+    assert not stored(db, str(update["update_id"]))
+    before = len(telegram.sent("sendMessage"))
+    assert send_telegram(server, update) == 200
+    assert stored(db, str(update["update_id"])) is taken
+    if taken:
+        sent = telegram.wait_for("sendMessage", before + 1)
+        assert len(sent) > before and sent[before]["chat_id"] == str(CHAT)
+        assert send_telegram(server, update) == 403  # replayed: refused, processed once
+
+
+TWILIO_CASES = [("SMS", "sms", "sms"), ("WhatsApp text", "whatsapp", "whatsapp"),
+                ("WhatsApp media", "whatsapp_media", "whatsapp")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("label", "kind", "channel"), TWILIO_CASES, ids=[c[0] for c in TWILIO_CASES])
+def test_twilio_payloads(channels, label, kind, channel):
+    server, _, twilio, db = channels
+    params = twilio_params(kind)
+    assert send_twilio(server, params, signature=None) == 403
+    assert send_twilio(server, params, signature="wrong") == 403
+    forged = {**params, "Body": "changed after signing"}
+    good = RequestValidator(AUTH).compute_signature(f"{PUBLIC}/webhooks/twilio/webhook", params)
+    headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": good}
+    assert post(f"{server.base}/webhooks/twilio/webhook",
+                urllib.parse.urlencode(forged).encode(), headers) == 403  # fmt: skip
+    assert not stored(db, params["MessageSid"])
+    before = len(twilio.requests)
+    assert send_twilio(server, params) == 200
+    assert stored(db, params["MessageSid"])
+    deadline = time.monotonic() + 60
+    while len(twilio.requests) <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    reply = twilio.requests[before]["params"]
+    assert reply["To"] == params["From"]
+    assert reply["From"] == ("whatsapp:+15550002222" if channel == "whatsapp" else "+15550001111")
+    assert send_twilio(server, params) == 403  # replayed
+
+
+def test_twilio_status_callback(channels):
+    server, _, twilio, db = channels
+    params = twilio_params("sms", "status test")
+    before = len(twilio.requests)
+    assert send_twilio(server, params) == 200
+    twilio.wait_for("Messages.json", before + 1)
+    time.sleep(1)
+    with db.session() as s:
+        out = s.query(Message).filter_by(direction="out", status="sent").order_by(Message.id.desc())
+        sid = out.first().provider_id
+    status = {"AccountSid": SID, "MessageSid": sid, "MessageStatus": "delivered"}
+    assert send_twilio(server, status, signature="wrong", path="status") == 403
+    assert send_twilio(server, status, path="status") == 200
+    with db.session() as s:
+        assert s.query(Message).filter_by(provider_id=sid).one().status == "delivered"
+
+
+HOSTILE = [
+    ("empty", ""),
+    ("100 KB", "a" * 100_000),
+    ("control characters", "hi\x00\x07\x1b[31m there"),
+    ("only emoji", "😀😀🙏"),
+    ("HTML", "<script>alert(1)</script><b>boss</b>"),
+    ("SQL", "'; DROP TABLE messages; --"),
+    ("invalid UTF-8 replaced", "caf\udcc3".encode("utf-8", "surrogateescape").decode("latin-1")),
+]
+
+
+@pytest.mark.parametrize(("label", "text"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_input_is_handled(channels, label, text):
+    server, _, _, _ = channels
+    assert send_telegram(server, tg_update("text", text)) == 200
+    assert send_twilio(server, twilio_params("sms", text)) == 200
+
+
+def test_broken_and_unknown_requests(channels):
+    server, _, _, _ = channels
+    headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}
+    url = f"{server.base}/webhooks/telegram/webhook"
+    assert post(url, b"\xff\xfe not json", headers) == 400
+    assert post(url, b'{"no": "update id"}', headers) == 400
+    poll = {"update_id": next(_ids), "poll": {"id": "1", "question": "q", "options": [],
+            "total_voter_count": 0, "is_closed": False, "is_anonymous": True,
+            "type": "regular", "allows_multiple_answers": False}}  # fmt: skip
+    assert post(url, json.dumps(poll).encode(), headers) == 200  # unknown kind: acknowledged
+
+
+def test_no_phone_number_chat_id_token_or_text_in_the_log(channels):
+    server, telegram, twilio, _ = channels
+    update = tg_update("text", "my boss took my passport yesterday")
+    assert send_telegram(server, copy.deepcopy(update)) == 200
+    telegram.wait_for("sendMessage", 1)
+    time.sleep(2)
+    log = server.log.read_text(errors="replace")
+    for secret in (str(CHAT), PHONE, PHONE[1:], TOKEN, SECRET, AUTH,
+                   "my boss took my passport yesterday"):  # fmt: skip
+        assert secret not in log, secret
