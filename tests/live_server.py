@@ -46,12 +46,15 @@ class LiveServer:
         return call(f"{self.base}/conversations/{sender}/tracker")
 
 
-def start(tmp: Path, extra_env: dict | None = None):
-    """Starts `helpline run`; returns (LiveServer, stop function)."""
+def start(tmp: Path, extra_env: dict | None = None, sql_tracker_store: bool = True):
+    """Starts `helpline run`; returns (LiveServer, stop function). Without
+    ``sql_tracker_store`` Rasa keeps trackers in memory (as a stock project does)."""
     endpoints = tmp / "endpoints.yml"
     endpoints.write_text(
         "tracker_store:\n  type: bot.tracker_store.HelplineTrackerStore\n  dialect: sqlite\n"
         f"  db: {tmp / 'tracker.db'}\n"
+        if sql_tracker_store
+        else "{}\n"
     )
     database_url = f"sqlite:///{tmp / 'cases.db'}"
     port, actions_port = free_port(), free_port()

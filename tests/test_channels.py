@@ -153,7 +153,9 @@ TELEGRAM_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("label", "kind", "taken"), TELEGRAM_CASES, ids=[c[0] for c in TELEGRAM_CASES])
+@pytest.mark.parametrize(
+    ("label", "kind", "taken"), TELEGRAM_CASES, ids=[c[0] for c in TELEGRAM_CASES]
+)
 def test_telegram_payloads(channels, label, kind, taken):
     server, telegram, _, db = channels
     update = tg_update(kind)
@@ -173,7 +175,9 @@ TWILIO_CASES = [("SMS", "sms", "sms"), ("WhatsApp text", "whatsapp", "whatsapp")
                 ("WhatsApp media", "whatsapp_media", "whatsapp")]  # fmt: skip
 
 
-@pytest.mark.parametrize(("label", "kind", "channel"), TWILIO_CASES, ids=[c[0] for c in TWILIO_CASES])
+@pytest.mark.parametrize(
+    ("label", "kind", "channel"), TWILIO_CASES, ids=[c[0] for c in TWILIO_CASES]
+)
 def test_twilio_payloads(channels, label, kind, channel):
     server, _, twilio, db = channels
     params = twilio_params(kind)

@@ -84,6 +84,8 @@ class TelegramInput(HelplineChannel):
             raise Rejected("body is not JSON") from exc
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             raise Rejected("not a Telegram update")
+        if not {"message", "callback_query"} & data.keys():
+            return []  # edits, polls, channel posts, member changes...: acknowledged, not taken
         try:
             update = Update.de_json(data, None)
         except (KeyError, TypeError, ValueError) as exc:

@@ -79,6 +79,18 @@ class TwilioSender(Sender):
         return await asyncio.to_thread(self._send_sync, channel, address, text)
 
 
+def form_params(request: Request) -> dict[str, str]:
+    """The form as Twilio signed it: blank values kept (Sanic's ``request.form`` drops them,
+    which would break the signature of a media message without text)."""
+    import urllib.parse
+
+    try:
+        body = request.body.decode("utf-8")
+    except UnicodeDecodeError:
+        body = request.body.decode("latin-1")
+    return {k: v[0] for k, v in urllib.parse.parse_qs(body, keep_blank_values=True).items()}
+
+
 class TwilioInput(HelplineChannel):
     @classmethod
     def name(cls) -> str:
@@ -102,14 +114,14 @@ class TwilioInput(HelplineChannel):
         signature = request.headers.get(SIGNATURE_HEADER, "")
         if not signature:
             return False
-        params = {k: v[0] for k, v in (request.form or {}).items()}
+        params = form_params(request)
         validator = RequestValidator(self.settings.twilio_auth_token)
         if not validator.validate(self.public_url(request), params, signature):
             return False
         return params.get("AccountSid") == self.settings.twilio_account_sid
 
     def parse(self, request: Request) -> list[Inbound]:
-        form = request.form or {}
+        form = form_params(request)
         sid = form.get("MessageSid") or form.get("SmsSid")
         sender = form.get("From")
         if not sid or not sender:
@@ -139,7 +151,7 @@ class TwilioInput(HelplineChannel):
             if not self.verify(request):
                 logger.warning("twilio status callback: request refused (signature)")
                 return response.json({"error": "forbidden"}, status=403)
-            form = request.form or {}
+            form = form_params(request)
             self.record_status(
                 form.get("MessageSid") or "",
                 form.get("MessageStatus") or "",

@@ -1,8 +1,10 @@
 """`make bench`: concurrent conversations through the REST channel, ours next to stock Rasa.
 
-Starts `helpline run` (our model, rules and form, the action server, the case store) and, in the
-same run on the same machine, a stock Rasa project as `rasa init` makes it (its config with DIET,
-TED and the memoization and rule policies, its own small data, no action server), then sends the
+Starts `helpline run` (our model, rules and form, the action server, the case store), once with
+our SQLite tracker store and once with trackers in memory, and, in the same run on the same
+machine, a stock Rasa project as `rasa init` makes it (its config with DIET, TED and the
+memoization and rule policies, its own small data, no action server, trackers in memory), then
+sends the
 same number of concurrent conversations to each through `POST /webhooks/rest/webhook`, and prints
 messages per second and the p50/p95 latency of a reply. Ours runs a multi-turn helpline
 conversation (rights question, country, source, menu, a case status check) in all 8 languages;
@@ -129,15 +131,21 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-dialogue-"))
     results = []
     try:
-        ours, stop_ours = start(tmp)
-        ours.say("warm-up", "hello")
-        lat, wall = [], 0.0
-        for r in range(args.rounds):
-            ls, w = drive(ours.base, [our_script(i + r) for i in range(args.workers)])
-            lat += ls
-            wall += w
-        stop_ours()
-        results.append(row("ours: rules + form + action server + case store", lat, wall))
+        for label, sql in (
+            ("ours: rules + form + action server + case store, SQLite tracker store", True),
+            ("ours, trackers in memory (as stock keeps them)", False),
+        ):
+            run_dir = tmp / ("sql" if sql else "memory")
+            run_dir.mkdir()
+            ours, stop_ours = start(run_dir, sql_tracker_store=sql)
+            ours.say("warm-up", "hello")
+            lat, wall = [], 0.0
+            for r in range(args.rounds):
+                ls, w = drive(ours.base, [our_script(i + r) for i in range(args.workers)])
+                lat += ls
+                wall += w
+            stop_ours()
+            results.append(row(label, lat, wall))
 
         stock_base, stop_stock, stock_train = stock_server(tmp)
         call(f"{stock_base}/webhooks/rest/webhook", {"sender": "warm-up", "message": "hello"})
