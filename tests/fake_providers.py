@@ -96,8 +96,18 @@ class FakeServer:
 
 
 class FakeTelegram(FakeServer):
+    def __init__(self) -> None:
+        self.updates: list[dict] = []  # handed out once by getUpdates
+        super().__init__()
+
     def answer(self, path: str, params: dict) -> tuple[int, dict]:
         method = path.rsplit("/", 1)[-1]
+        if method == "getUpdates":
+            offset = int(params.get("offset") or 0)
+            pending = [u for u in self.updates if u["update_id"] >= offset]
+            if not pending:
+                time.sleep(0.2)  # a short "long poll"
+            return 200, {"ok": True, "result": pending}
         if method == "getMe":
             user = {"id": 1, "is_bot": True, "first_name": "Helpline", "username": "helpline_bot"}
             return 200, {"ok": True, "result": user}

@@ -6,6 +6,7 @@ function that answers like it (or fails like it): the whole server is in tests/t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -265,3 +266,33 @@ def test_erasure_in_this_turn_still_confirms_once_and_keeps_nothing(inbox, fakes
     with inbox.db.session() as s:
         assert s.query(Message).count() == 0
         assert s.query(Contact).one().address is None
+
+
+def test_telegram_long_polling_feeds_the_same_queue(inbox, fakes):
+    """Only a token, no public URL: the server polls getUpdates (development, no webhook)."""
+    from bot.channels.telegram import TelegramInput
+
+    telegram, _ = fakes
+    chat = {"id": 4242, "type": "private"}
+    telegram.updates = [
+        {"update_id": 500, "message": {"message_id": 1, "date": 1, "chat": chat, "text": "hi"}},
+        {"update_id": 501, "message": {"message_id": 2, "date": 1, "chat": chat, "text": "2"}},
+    ]
+    settings = dataclasses.replace(inbox.settings, telegram_secret="", public_url="")
+    channel = TelegramInput(settings)
+    assert channel.enabled and channel.polling
+    channel._inbox = inbox
+
+    async def poll_a_while():
+        task = asyncio.get_running_loop().create_task(channel.poll(timeout=0))
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if len(telegram.sent("sendMessage")) >= 2:
+                break
+        task.cancel()
+
+    run(poll_a_while())
+    assert [s["text"] for s in telegram.sent("sendMessage")] == ["re: hi", "re: 2"]
+    assert telegram.sent("deleteWebhook")  # getUpdates needs the webhook removed
+    offsets = [int(p.get("offset") or 0) for p in telegram.sent("getUpdates")]
+    assert offsets[0] == 0 and 502 in offsets  # acknowledged by offset, each update once

@@ -88,6 +88,8 @@ class HelplineChannel(InputChannel):
         async def receive(request: Request) -> response.HTTPResponse:
             if not self.enabled:
                 return response.json({"error": f"{self.name()} channel is off"}, status=503)
+            if getattr(self, "polling", False):
+                return response.json({"error": "polling mode: no webhook"}, status=503)
             if not self.verify(request):
                 logger.warning("%s webhook: request refused (signature or secret)", self.name())
                 return response.json({"error": "forbidden"}, status=403)

@@ -67,7 +67,7 @@ class TelegramInput(HelplineChannel):
 
     @property
     def enabled(self) -> bool:
-        return self.settings.telegram_on
+        return self.settings.telegram_on or self.polling
 
     def verify(self, request: Request) -> bool:
         given = request.headers.get(SECRET_HEADER, "")
@@ -75,13 +75,22 @@ class TelegramInput(HelplineChannel):
             given.encode(), self.settings.telegram_secret.encode()
         )
 
-    def parse(self, request: Request) -> list[Inbound]:
-        from telegram import Update
+    @property
+    def polling(self) -> bool:
+        """A token but no public URL: long polling, so a newcomer can chat from a phone without
+        a public URL (``make run`` with only ``TELEGRAM_BOT_TOKEN`` set)."""
+        return bool(self.settings.telegram_token) and not self.settings.public_url
 
+    def parse(self, request: Request) -> list[Inbound]:
         try:
             data = request.json
         except Exception as exc:  # noqa: BLE001 - Sanic raises its own error for bad JSON
             raise Rejected("body is not JSON") from exc
+        return self.parse_update(data)
+
+    def parse_update(self, data) -> list[Inbound]:
+        from telegram import Update
+
         if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
             raise Rejected("not a Telegram update")
         if not {"message", "callback_query"} & data.keys():
@@ -113,8 +122,52 @@ class TelegramInput(HelplineChannel):
         return [Inbound("telegram", str(message.chat.id), provider_id, text[:4096], kind)]
 
     def senders(self) -> dict[str, Sender]:
-        sender = TelegramSender(self.settings.telegram_token, self.settings.telegram_api_base)
-        return {"telegram": sender}
+        return {"telegram": self.sender}
+
+    @property
+    def sender(self) -> TelegramSender:
+        if getattr(self, "_sender", None) is None:
+            self._sender = TelegramSender(
+                self.settings.telegram_token, self.settings.telegram_api_base
+            )
+        return self._sender
+
+    def extra_routes(self, blueprint) -> None:
+        @blueprint.listener("after_server_start")
+        async def start_polling(app, loop) -> None:
+            if self.polling:
+                logger.warning("telegram: no HELPLINE_PUBLIC_URL, so long polling (development)")
+                self._poller = loop.create_task(self.poll())
+
+    async def poll(self, timeout: int = 25) -> None:
+        """Long polling: the same path as the webhook (parse, store, acknowledge by offset)."""
+        import asyncio
+
+        from telegram.error import TelegramError
+
+        bot = self.sender.bot
+        inbox = self.inbox()
+        await bot.delete_webhook()  # Telegram refuses getUpdates while a webhook is set
+        offset = None
+        while True:
+            try:
+                updates = await bot.get_updates(
+                    offset=offset, timeout=timeout, allowed_updates=["message", "callback_query"]
+                )
+            except TelegramError as exc:
+                logger.warning("telegram polling failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(2)
+                continue
+            for update in updates:
+                try:
+                    messages = self.parse_update(update.to_dict())
+                except Rejected:
+                    messages = []
+                for message in messages:
+                    contact_id = inbox.accept(message)
+                    if contact_id is not None:
+                        inbox.schedule(contact_id)
+                offset = update.update_id + 1
 
 
 async def set_webhook(settings) -> bool:
