@@ -191,6 +191,11 @@ def test_closed_whatsapp_window_holds_the_reply(inbox, fakes):
     run(drain(inbox))
     assert statuses(inbox, "out") == ["held"]
     assert twilio.requests[0]["params"]["From"] == "whatsapp:+15550002222"
+    # The worker writes again: the window is open, the held reply goes first, then the new one.
+    inbox.accept(Inbound("whatsapp", "whatsapp:+6281", "SM4b", "masih ada?"))
+    run(drain(inbox))
+    assert statuses(inbox, "out") == ["sent", "sent"]
+    assert [r["params"]["Body"] for r in twilio.requests[1:]] == ["re: halo", "re: masih ada?"]
 
 
 def test_stop_holds_everything_until_start(inbox, fakes):

@@ -142,6 +142,16 @@ class Inbox:
                 address=inbound.address,
             )
             contact.last_inbound_at = utcnow()
+            if inbound.channel == "whatsapp":
+                # The worker wrote: WhatsApp's 24-hour window is open again for what it held.
+                for held in session.execute(
+                    select(Message).where(
+                        Message.contact_id == contact.id,
+                        Message.status == "held",
+                        Message.error == "twilio_63016",
+                    )
+                ).scalars():
+                    held.status, held.next_attempt_at = "queued", utcnow()
             message = repo.add_message(
                 session,
                 contact=contact,
