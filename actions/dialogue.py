@@ -697,6 +697,9 @@ def resolve_context(turn: Turn) -> bool:
     if turn.command == "erase":
         ask_erase(turn)
         return True
+    if turn.command == "media":  # a photo, voice note or document without words
+        turn.say(m.MEDIA_RECEIVED)
+        return True
     if turn.choice == "0":
         show_menu(turn)
         return True

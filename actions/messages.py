@@ -40,6 +40,8 @@ GOODBYE = N_("Take care. You can write again at any time.")
 
 OK = N_("OK.")
 
+MEDIA_RECEIVED = N_("Thank you. We received your file and keep it safe with your messages.")
+
 # --- Rights answers ----------------------------------------------------------------------------
 ASK_COUNTRY = N_("Which country do you work in? Reply with a number or the name:")
 

@@ -19,6 +19,8 @@ from nlu.gazetteer import fold
 # The commands the dialogue acts on; pack.yml ``keywords`` may list more (channel keywords such as
 # stop/start, handled by the channels before the NLU).
 DIALOGUE_COMMANDS = ("skip", "cancel", "erase")
+# What the channels put in place of a file sent without a caption (bot/channels).
+MEDIA_MARKERS = frozenset({"[photo]", "[voice]", "[audio]", "[document]", "[media]"})
 _NUMBER = regex.compile(r"^\s*#?\s*(\d{1,6})\s*[.)]?\s*$")
 _PUNCT = regex.compile(r"[\p{P}\p{S}\s]+")
 
@@ -50,6 +52,8 @@ class CommandWords:
 
     def match(self, text: str) -> dict:
         """``{"choice": "2"}``, ``{"case_ref": "HX-1234"}``, ``{"command": "skip"}`` or ``{}``."""
+        if text.strip() in MEDIA_MARKERS:
+            return {"command": "media"}
         m = _NUMBER.match(text)
         if m:
             return {"choice": m.group(1)}

@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class FakeServer:
     def __init__(self) -> None:
         self.requests: list[dict] = []
+        self.files: dict[str, tuple[bytes, str]] = {}  # path -> (content, content type)
+        self.downloads: list[dict] = []
         self._failures: list[tuple[int, dict]] = []
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
@@ -39,7 +41,20 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST  # noqa: N815
+            def do_GET(self) -> None:  # noqa: N802
+                path = urllib.parse.unquote(self.path)
+                if path in server.files:
+                    data, content_type = server.files[path]
+                    server.downloads.append(
+                        {"path": path, "authorization": self.headers.get("Authorization")}
+                    )
+                    self.send_response(200)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                self.do_POST()
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -111,6 +126,16 @@ class FakeTelegram(FakeServer):
         if method == "getMe":
             user = {"id": 1, "is_bot": True, "first_name": "Helpline", "username": "helpline_bot"}
             return 200, {"ok": True, "result": user}
+        if method == "getFile":
+            file_id = params.get("file_id", "")
+            path = f"files/{file_id}.bin"
+            size = 0
+            for key, (data, _) in self.files.items():
+                if key.endswith(f"/{file_id}.bin"):
+                    size = len(data)
+            result = {"file_id": file_id, "file_unique_id": "u" + file_id, "file_size": size,
+                      "file_path": path}  # fmt: skip
+            return 200, {"ok": True, "result": result}
         if method == "sendMessage":
             chat = {"id": int(params.get("chat_id", 0)), "type": "private"}
             result = {"message_id": next(self._ids), "date": int(time.time()), "chat": chat,

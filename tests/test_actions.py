@@ -486,3 +486,10 @@ def test_emergency_during_the_report_is_completed_by_it_and_a_later_report_is_ne
     with services.database.session() as s:
         assert s.query(Case).count() == 2
         assert repo.find_case(s, reference=reference).city == "Johor Bahru"
+
+
+def test_a_file_without_words_is_acknowledged_in_the_workers_language(services):
+    events, said = run(
+        a.ActionRoute(), tracker("[photo]", "help", command="media", slots={"language": "my"})
+    )
+    assert said == [T.text("my", m.MEDIA_RECEIVED)] and events == []

@@ -34,6 +34,7 @@ AUTH = "twilio-auth-token-abcdef"
 PUBLIC = "https://helpline.example.org"
 CHAT = 5550123401
 PHONE = "+60123459876"
+MEDIA_PATH = f"/2010-04-01/Accounts/{SID}/Messages/MM1/Media/ME1"
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,9 @@ def channels(tmp_path_factory, model):
             "HELPLINE_CHANNEL_RETRY_SECONDS": "0.2",
         },
     )
+    telegram.files[f"/file/bot{TOKEN}/files/v1.bin"] = (b"OggS fake voice", "audio/ogg")
+    telegram.files[f"/file/bot{TOKEN}/files/p1.bin"] = (b"\xff\xd8 fake photo", "image/jpeg")
+    twilio.files[MEDIA_PATH] = (b"\xff\xd8 whatsapp photo", "image/jpeg")
     settings = settings_module.load({"HELPLINE_DATABASE_URL": server.database_url})
     db = Database(settings.database_url, settings.encryption_keys)
     yield server, telegram, twilio, db
@@ -110,7 +114,7 @@ def send_telegram(server, update, secret: str | None = SECRET) -> int:
     return post(f"{server.base}/webhooks/telegram/webhook", json.dumps(update).encode(), headers)
 
 
-def twilio_params(kind: str, text: str = "hello") -> dict:
+def twilio_params(kind: str, text: str = "hello", media_base: str = "") -> dict:
     sid = f"SM{next(_ids):032d}"
     base = {"AccountSid": SID, "MessageSid": sid, "SmsSid": sid, "To": "+15550001111",
             "From": PHONE, "Body": text, "NumMedia": "0"}  # fmt: skip
@@ -118,7 +122,7 @@ def twilio_params(kind: str, text: str = "hello") -> dict:
         base.update(From="whatsapp:" + PHONE, To="whatsapp:+15550002222")
     if kind == "whatsapp_media":
         base.update(From="whatsapp:" + PHONE, To="whatsapp:+15550002222", Body="",
-                    NumMedia="1", MediaUrl0="https://api.twilio.com/media/ME1",
+                    NumMedia="1", MediaUrl0=media_base + MEDIA_PATH,
                     MediaContentType0="image/jpeg")  # fmt: skip
     return base
 
@@ -168,6 +172,10 @@ def test_telegram_payloads(channels, label, kind, taken):
     if taken:
         sent = telegram.wait_for("sendMessage", before + 1)
         assert len(sent) > before and sent[before]["chat_id"] == str(CHAT)
+        if kind in ("voice", "photo"):
+            with db.session() as s:
+                message = s.query(Message).filter_by(provider_id=str(update["update_id"])).one()
+                assert len(message.attachments) == 1 and message.attachments[0].size > 0
         assert send_telegram(server, update) == 403  # replayed: refused, processed once
 
 
@@ -180,7 +188,7 @@ TWILIO_CASES = [("SMS", "sms", "sms"), ("WhatsApp text", "whatsapp", "whatsapp")
 )
 def test_twilio_payloads(channels, label, kind, channel):
     server, _, twilio, db = channels
-    params = twilio_params(kind)
+    params = twilio_params(kind, media_base=twilio.url)
     assert send_twilio(server, params, signature=None) == 403
     assert send_twilio(server, params, signature="wrong") == 403
     forged = {**params, "Body": "changed after signing"}
@@ -197,6 +205,10 @@ def test_twilio_payloads(channels, label, kind, channel):
         time.sleep(0.2)
     reply = twilio.requests[before]["params"]
     assert reply["To"] == params["From"]
+    if kind == "whatsapp_media":
+        with db.session() as s:
+            message = s.query(Message).filter_by(provider_id=params["MessageSid"]).one()
+            assert [a.data for a in message.attachments] == [b"\xff\xd8 whatsapp photo"]
     assert reply["From"] == ("whatsapp:+15550002222" if channel == "whatsapp" else "+15550001111")
     assert send_twilio(server, params) == 403  # replayed
 

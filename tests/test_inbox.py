@@ -301,3 +301,56 @@ def test_telegram_long_polling_feeds_the_same_queue(inbox, fakes):
     assert telegram.sent("deleteWebhook")  # getUpdates needs the webhook removed
     offsets = [int(p.get("offset") or 0) for p in telegram.sent("getUpdates")]
     assert offsets[0] == 0 and 502 in offsets  # acknowledged by offset, each update once
+
+
+def _attachments(box):
+    from bot.store.models import Attachment
+
+    with box.db.session() as s:
+        return [(a.content_type, a.size, a.sha256, a.data) for a in s.query(Attachment)]
+
+
+def test_telegram_photo_is_downloaded_and_stored_encrypted(inbox, fakes):
+    import hashlib
+
+    telegram, _ = fakes
+    photo = b"\xff\xd8\xff fake jpeg bytes"
+    telegram.files["/file/bot123:abc/files/PHOTO1.bin"] = (photo, "image/jpeg")
+    media = [{"ref": "PHOTO1", "content_type": "image/jpeg", "kind": "photo"}]
+    inbox.accept(Inbound("telegram", "66", "600", "[photo]", "media", media))
+    run(drain(inbox))
+    digest = hashlib.sha256(photo).hexdigest()
+    assert _attachments(inbox) == [("image/jpeg", len(photo), digest, photo)]
+    with inbox.db.engine.connect() as c:
+        raw = c.exec_driver_sql("select data from attachments").scalar_one()
+    assert photo not in bytes(raw)  # encrypted at rest
+
+
+def test_twilio_media_uses_twilios_auth_and_the_size_limit(inbox, fakes):
+    import base64
+
+    _, twilio = fakes
+    twilio.files["/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1"] = (b"OggS voice", "audio/ogg")
+    twilio.files["/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME2"] = (b"x" * 2000, "video/mp4")
+    url = twilio.url + "/2010-04-01/Accounts/AC1/Messages/MM1/Media/"
+    media = [{"ref": url + "ME1", "content_type": "audio/ogg", "kind": "media"},
+             {"ref": url + "ME2", "content_type": "video/mp4", "kind": "media"}]  # fmt: skip
+    inbox.settings = dataclasses.replace(inbox.settings, media_max_bytes=1000)
+    inbox.accept(Inbound("whatsapp", "whatsapp:+8801", "SMmedia", "[media]", "media", media))
+    run(drain(inbox))
+    stored = _attachments(inbox)
+    assert stored[0][0:2] == ("audio/ogg", 10) and stored[0][3] == b"OggS voice"
+    assert stored[1][0:2] == ("video/mp4", 2000) and stored[1][3] is None  # over the limit
+    expected = "Basic " + base64.b64encode(b"AC" + b"1" * 32 + b":token").decode()
+    assert twilio.downloads[0]["authorization"] == expected
+
+
+def test_media_urls_outside_twilio_are_never_fetched(inbox, fakes):
+    _, twilio = fakes
+    media = [{"ref": "http://127.0.0.1:9/internal-secret", "content_type": "text/plain"}]
+    inbox.accept(Inbound("sms", "+1555", "SMevil", "[media]", "media", media))
+    run(drain(inbox))
+    assert _attachments(inbox) == []
+    with inbox.db.session() as s:
+        message = s.query(Message).filter_by(direction="in").one()
+        assert message.status == "caseworker" and message.error == "media_media_url_not_twilio"

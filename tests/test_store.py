@@ -195,3 +195,21 @@ def test_erasure_keeps_only_anonymous_facts(db):
         assert repo.count_cases(s, by="category") == {"abuse": 1}
     with db.engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM messages")).scalar_one() == 0
+
+
+def test_attachments_are_encrypted_and_erased_with_the_worker(db):
+    from bot.store.models import Attachment
+
+    with db.session() as s:
+        contact = new_contact(s)
+        message = repo.add_message(s, contact=contact, direction="in", text="[photo]")
+        s.add(Attachment(message=message, content_type="image/jpeg", size=5, sha256="0" * 64,
+                         data=b"\xff\xd8abc"))  # fmt: skip
+    with db.engine.connect() as connection:
+        raw = connection.exec_driver_sql("select data from attachments").scalar_one()
+    assert b"\xff\xd8abc" not in bytes(raw)
+    with db.session() as s:
+        assert s.query(Attachment).one().data == b"\xff\xd8abc"
+        repo.erase_contact(s, contact=s.get(type(contact), contact.id))
+    with db.session() as s:
+        assert s.query(Attachment).count() == 0

@@ -25,6 +25,7 @@ class ChannelSettings:
     twilio_api_base: str
     trust_forwarded: bool  # behind a proxy: rebuild the public URL from X-Forwarded-* headers
     sms_segment_budget: int
+    media_max_bytes: int
     max_attempts: int
     retry_base_seconds: float
 
@@ -59,6 +60,7 @@ def load(environ: Mapping[str, str] | None = None) -> ChannelSettings:
         twilio_api_base=get("TWILIO_API_BASE", "https://api.twilio.com").rstrip("/"),
         trust_forwarded=get("HELPLINE_TRUST_FORWARDED").lower() in ("1", "true", "yes"),
         sms_segment_budget=int(get("HELPLINE_SMS_SEGMENT_BUDGET", "4")),
+        media_max_bytes=int(get("HELPLINE_MEDIA_MAX_BYTES", str(20 * 1024 * 1024))),
         max_attempts=int(get("HELPLINE_CHANNEL_MAX_ATTEMPTS", "5")),
         retry_base_seconds=float(get("HELPLINE_CHANNEL_RETRY_SECONDS", "2")),
     )

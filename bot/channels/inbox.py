@@ -47,6 +47,7 @@ class Inbound:
     provider_id: str
     text: str
     kind: str = "text"  # text, callback, media, unsupported
+    media: list[dict] = dataclasses.field(default_factory=list)  # {"ref", "content_type"}
 
 
 class SendError(Exception):
@@ -59,10 +60,23 @@ class SendError(Exception):
         self.hold = hold
 
 
+class TooLarge(Exception):
+    """A file over the size limit: recorded (type, size), not downloaded."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
 class Sender:
     """Sends one reply to one address through a provider; returns the provider's message id."""
 
     async def send(self, channel: str, address: str, text: str, buttons: list[tuple[str, str]]):
+        raise NotImplementedError
+
+    async def download(self, ref: str, limit: int) -> bytes:
+        """A file the worker sent, with the provider's authentication, at most ``limit`` bytes
+        (``TooLarge`` beyond); ``SendError`` when the provider fails."""
         raise NotImplementedError
 
 
@@ -162,6 +176,7 @@ class Inbox:
             )
             message.status = "pending"
             message.next_attempt_at = utcnow()
+            message.media = inbound.media or None
             return contact.id
 
     def schedule(self, contact_id: int) -> None:
@@ -212,6 +227,7 @@ class Inbox:
                 return
             if command == "start":
                 contact.opted_out = False
+        await self._download_media(message_id, channel)
         if not await self._actions_up():
             raise ProcessingError("actions_down")
         from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
@@ -261,6 +277,38 @@ class Inbox:
                         await sender.send(channel, address, reply, [])
                 except SendError as exc:
                     logger.warning("erasure confirmation not sent (%s)", exc.code)
+
+    async def _download_media(self, message_id: int, channel: str) -> None:
+        """Stores the message's files as encrypted attachments (once; retried on failure)."""
+        import hashlib
+
+        from bot.store.models import Attachment
+
+        with self.db.session() as session:
+            message = session.get(Message, message_id)
+            refs = list(message.media or [])
+            if not refs or message.attachments:
+                return
+        sender = self.senders.get(channel)
+        stored = []
+        for ref in refs:
+            content_type = str(ref.get("content_type") or "application/octet-stream")[:128]
+            try:
+                data = await sender.download(str(ref["ref"]), self.settings.media_max_bytes)
+                stored.append((content_type, len(data), hashlib.sha256(data).hexdigest(), data))
+            except TooLarge as exc:
+                stored.append((content_type, exc.size, "-" * 64, None))
+            except SendError as exc:
+                raise ProcessingError(f"media_{exc.code}") from exc
+        with self.db.session() as session:
+            message = session.get(Message, message_id)
+            for content_type, size, digest, data in stored:
+                session.add(
+                    Attachment(
+                        message=message, content_type=content_type, size=size, sha256=digest,
+                        data=data,
+                    )
+                )  # fmt: skip
 
     def _command(self, text: str) -> str | None:
         key = _key(text)

@@ -34,8 +34,30 @@ class TelegramSender(Sender):
         if self._bot is None:
             from telegram import Bot
 
-            self._bot = Bot(self.token, base_url=f"{self.api_base}/bot")
+            self._bot = Bot(
+                self.token,
+                base_url=f"{self.api_base}/bot",
+                base_file_url=f"{self.api_base}/file/bot",
+            )
         return self._bot
+
+    async def download(self, ref: str, limit: int) -> bytes:
+        from telegram.error import NetworkError, TelegramError
+
+        from bot.channels.inbox import TooLarge
+
+        try:
+            file = await self.bot.get_file(ref)
+            if file.file_size and file.file_size > limit:
+                raise TooLarge(file.file_size)
+            data = bytes(await file.download_as_bytearray())
+        except NetworkError as exc:
+            raise SendError(f"telegram_{type(exc).__name__}", retry=True) from exc
+        except TelegramError as exc:
+            raise SendError(f"telegram_{type(exc).__name__}") from exc
+        if len(data) > limit:
+            raise TooLarge(len(data))
+        return data
 
     async def send(self, channel: str, address: str, text: str, buttons) -> str:
         from telegram import InlineKeyboardButton, InlineKeyboardMarkup
@@ -110,16 +132,24 @@ class TelegramInput(HelplineChannel):
         if message is None or message.chat.type != "private":
             return []  # edits, channel posts, groups: acknowledged, not taken
         text = message.text or message.caption or ""
-        media = next(
-            (k for k in ("voice", "photo", "document", "audio") if getattr(message, k)), None
-        )
-        if media:  # downloading and storing attachments: not built yet (README)
-            kind, text = "media", text or f"[{media}]"
-        elif text:
-            kind = "text"
-        else:
+        media = []
+        if message.photo:
+            media.append({"ref": message.photo[-1].file_id, "content_type": "image/jpeg",
+                          "kind": "photo"})  # fmt: skip
+        for kind, default in (("voice", "audio/ogg"), ("audio", "audio/mpeg"),
+                              ("document", "application/octet-stream")):  # fmt: skip
+            item = getattr(message, kind)
+            if item is not None:
+                content_type = getattr(item, "mime_type", None) or default
+                media.append({"ref": item.file_id, "content_type": content_type, "kind": kind})
+        if media:
+            # The caption is what the worker wrote; without one the dialogue acknowledges the file.
+            text = text or f"[{media[0]['kind']}]"
+            return [Inbound("telegram", str(message.chat.id), provider_id, text[:4096], "media",
+                            media)]  # fmt: skip
+        if not text:
             return []  # stickers and the like: nothing to read
-        return [Inbound("telegram", str(message.chat.id), provider_id, text[:4096], kind)]
+        return [Inbound("telegram", str(message.chat.id), provider_id, text[:4096], "text")]
 
     def senders(self) -> dict[str, Sender]:
         return {"telegram": self.sender}

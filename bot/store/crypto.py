@@ -24,6 +24,12 @@ class FieldCipher:
                 " changed without keeping the old one after it?"
             ) from exc
 
+    def encrypt_bytes(self, data: bytes) -> bytes:
+        return self._fernet.encrypt(data)
+
+    def decrypt_bytes(self, token: bytes) -> bytes:
+        return self._fernet.decrypt(token)
+
 
 def generate_key() -> str:
     return Fernet.generate_key().decode("ascii")

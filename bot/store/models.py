@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -49,6 +50,19 @@ class Encrypted(TypeDecorator):
         if value is None:
             return None
         return dialect.helpline_cipher.decrypt(value)
+
+
+class EncryptedBytes(TypeDecorator):
+    """Bytes (an attachment) encrypted at rest with the engine's cipher."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else dialect.helpline_cipher.encrypt_bytes(bytes(value))
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else dialect.helpline_cipher.decrypt_bytes(bytes(value))
 
 
 class Contact(Base):
@@ -148,9 +162,34 @@ class Message(Base):
     next_attempt_at = Column(DateTime(timezone=True))
     error = Column(String(64))  # a short code (HTTP status, provider error), never content
     reply_to_id = Column(Integer, ForeignKey("messages.id", ondelete="SET NULL"))
+    media = Column(JSON)  # the provider's references to photos, voice notes, documents
 
     contact = relationship("Contact", back_populates="messages")
     case = relationship("Case", back_populates="messages")
+    attachments = relationship(
+        "Attachment",
+        back_populates="message",
+        cascade="all, delete-orphan",
+        order_by="Attachment.id",
+    )
+
+
+class Attachment(Base):
+    """A file a worker sent (evidence): stored encrypted, never opened, run or rendered by us."""
+
+    __tablename__ = "attachments"
+
+    id = Column(Integer, primary_key=True)
+    message_id = Column(
+        Integer, ForeignKey("messages.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    content_type = Column(String(128), nullable=False)
+    size = Column(Integer, nullable=False)
+    sha256 = Column(String(64), nullable=False)
+    data = Column(EncryptedBytes)  # null when it was over the size limit (not downloaded)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+    message = relationship("Message", back_populates="attachments")
 
 
 class CaseEvent(Base):
