@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 from pathlib import Path
@@ -16,7 +17,20 @@ from bot.sms import segments
 from bot.taxonomy import TOPIC_INTENTS
 
 ROOT = Path(__file__).resolve().parent.parent
-BRIEF = ROOT.parent / "shared" / "rights-brief.md"
+# The team's shared rights brief lives next to the repository (../shared), or where
+# HELPLINE_RIGHTS_BRIEF says.
+BRIEF = next(
+    (
+        p
+        for p in (
+            Path(os.environ.get("HELPLINE_RIGHTS_BRIEF", "/nonexistent")),
+            ROOT.parent / "shared" / "rights-brief.md",
+            Path("/work/shared/rights-brief.md"),
+        )
+        if p.is_file()
+    ),
+    ROOT.parent / "shared" / "rights-brief.md",
+)
 RIGHTS = RightsAnswers()
 PACKS = [p.code for p in locale_packs.discover()]
 
