@@ -100,6 +100,14 @@ class Turn:
         self.choice: str | None = message.get("choice")
         self.command: str | None = message.get("command")
         self.text: str = message.get("text") or ""
+        # The conversation's language and destination, from this message (actions/language.py).
+        from actions.language import country_after, language_after
+
+        for slot, after in (("language", language_after), ("country", country_after)):
+            current = tracker.get_slot(slot)
+            value = after(tracker, current)
+            if value != current:
+                self.set(slot, value)
 
     # --- reading ---------------------------------------------------------------------------
     def slot(self, name: str) -> Any:

@@ -93,10 +93,9 @@ class ValidateGrievanceForm(FormValidationAction):
             updates = self.read_answer(turn, slot)
             if slot != "intake_country" and turn.danger():
                 dialogue.emergency(turn)  # at once; the form goes on
-                updates.update(
-                    {e["name"]: e["value"] for e in turn.events if e.get("event") == "slot"}
-                )
-        return updates
+        # Slots this turn set (language, country, an emergency's case) and then the answer.
+        slots = {e["name"]: e["value"] for e in turn.events if e.get("event") == "slot"}
+        return {**slots, **updates}
 
     def read_answer(self, turn: Turn, slot: str) -> dict[str, Any]:
         if turn.command == "cancel":

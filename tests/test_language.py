@@ -1,4 +1,7 @@
-"""The conversation's language is sticky: "ok" never flips it (bot.language, actions.language)."""
+"""The conversation's language is sticky: "ok" never flips it (bot.language, actions.language).
+
+The slot is kept by our actions themselves (actions.dialogue.Turn): tested through one of them,
+with a real SQLite case store."""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.language import ValidateSlotMappings
+from actions import services as services_module
+from actions.actions import ActionRoute
 from bot.language import sticky_language
 
 
@@ -49,29 +53,45 @@ def tracker(slot, text, intent, language, confidence, entities=()):
     )
 
 
-DOMAIN = {"slots": {"language": {"type": "text", "mappings": [{"type": "custom"}]}}}
+@pytest.fixture(autouse=True)
+def services(tmp_path):
+    from bot import settings as settings_module
+    from bot.store import Database
+
+    settings = settings_module.load({"HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/l.db"})
+    db = Database(settings.database_url, settings.encryption_keys)
+    db.upgrade()
+    services_module.use(services_module.Services(settings, database=db))
+    yield
+    services_module.use(None)
+    db.dispose()
 
 
 def run(t):
     dispatcher = CollectingDispatcher()
-    events = asyncio.run(ValidateSlotMappings().run(dispatcher, t, DOMAIN))
-    return events, dispatcher.messages
+    events = asyncio.run(ActionRoute().run(dispatcher, t, {}))
+    return [e for e in events if e.get("name") in ("language", "country")]
 
 
 def test_action_sets_the_language_from_the_first_clear_message():
-    assert run(tracker(None, "মালিক বেতন দেয় না", "wages", "bn", 1.0)) == (
-        [SlotSet("language", "bn")],
-        [],
-    )
+    assert run(tracker(None, "মালিক বেতন দেয় না", "wages", "bn", 1.0)) == [SlotSet("language", "bn")]
 
 
 def test_action_keeps_the_language_on_ok():
-    assert run(tracker("bn", "ok", "affirm", "en", 0.76)) == ([], [])
+    assert run(tracker("bn", "ok", "affirm", "en", 0.76)) == []
 
 
 def test_action_switches_when_asked():
     entities = [{"entity": "language", "value": "ne", "start": 0, "end": 6}]
-    assert run(tracker("bn", "nepali please", "choose_language", "en", 0.9, entities)) == (
-        [SlotSet("language", "ne")],
-        [],
-    )
+    assert run(tracker("bn", "nepali please", "choose_language", "en", 0.9, entities)) == [
+        SlotSet("language", "ne")
+    ]
+
+
+def test_destination_country_but_never_the_country_of_origin():
+    nepal = [{"entity": "country", "value": "NP", "start": 0, "end": 5}]
+    assert run(tracker("en", "I am from Nepal", "greet", "en", 0.9, nepal)) == []
+    qatar = [{"entity": "country", "value": "QA", "start": 0, "end": 5}]
+    assert run(tracker("en", "I work in Qatar", "greet", "en", 0.9, qatar)) == [
+        SlotSet("country", "QA")
+    ]
