@@ -354,3 +354,33 @@ def test_media_urls_outside_twilio_are_never_fetched(inbox, fakes):
     with inbox.db.session() as s:
         message = s.query(Message).filter_by(direction="in").one()
         assert message.status == "caseworker" and message.error == "media_media_url_not_twilio"
+
+
+def test_quick_exit_deletes_the_chat_and_leaves_a_neutral_reply(inbox, fakes):
+    telegram, _ = fakes
+    for i, text in enumerate(["my boss hits me", "he took my passport"]):
+        inbox.accept(Inbound("telegram", "9090", str(800 + i), text, chat_message_id=str(50 + i)))
+    run(drain(inbox))
+    ours = sorted(int(m.provider_id) for m in _sent_rows(inbox))
+    word = next(p for p in locale_packs.discover() if p.code == "th").meta["keywords"][
+        "quick_exit"
+    ][0]
+    inbox.accept(Inbound("telegram", "9090", "802", word, chat_message_id="52"))
+    run(drain(inbox))
+    (deleted,) = telegram.sent("deleteMessages")
+    ids = (
+        json.loads(deleted["message_ids"])
+        if isinstance(deleted["message_ids"], str)
+        else deleted["message_ids"]
+    )
+    assert sorted(ids) == sorted([50, 51, 52, *ours])
+    assert telegram.sent("sendMessage")[-1]["text"] == "👍"
+    assert [seen[2] for seen in inbox.on_new_message.seen] == [
+        "my boss hits me",
+        "he took my passport",
+    ]
+
+
+def _sent_rows(box):
+    with box.db.session() as s:
+        return s.query(Message).filter_by(direction="out", status="sent").all()

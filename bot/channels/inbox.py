@@ -48,6 +48,7 @@ class Inbound:
     text: str
     kind: str = "text"  # text, callback, media, unsupported
     media: list[dict] = dataclasses.field(default_factory=list)  # {"ref", "content_type"}
+    chat_message_id: str | None = None  # Telegram: the message's id in the chat
 
 
 class SendError(Exception):
@@ -74,6 +75,10 @@ class Sender:
     async def send(self, channel: str, address: str, text: str, buttons: list[tuple[str, str]]):
         raise NotImplementedError
 
+    async def delete(self, address: str, message_ids: list[str]) -> int:
+        """Deletes these messages from the chat (quick exit); how many went."""
+        raise NotImplementedError
+
     async def download(self, ref: str, limit: int) -> bytes:
         """A file the worker sent, with the provider's authentication, at most ``limit`` bytes
         (``TooLarge`` beyond); ``SendError`` when the provider fails."""
@@ -97,10 +102,18 @@ def _key(text: str) -> str:
     return _WORD_CHARS.sub(" ", text.casefold()).strip()
 
 
+QUICK_EXIT_REPLY = "👍"  # neutral in every language, for a phone someone else may check
+QUICK_EXIT_WINDOW = dt.timedelta(hours=47)  # Telegram lets a bot delete messages up to 48 h old
+
+
 def keyword_sets(packs) -> dict[str, set[str]]:
-    words = {"stop": {"stop", "unsubscribe"}, "start": {"start", "unstop"}}
+    words = {
+        "stop": {"stop", "unsubscribe"},
+        "start": {"start", "unstop"},
+        "quick_exit": {"clear", "clear chat", "exit now"},
+    }
     for pack in packs:
-        for command in ("stop", "start"):
+        for command in ("stop", "start", "quick_exit"):
             for phrase in (pack.meta.get("keywords") or {}).get(command) or []:
                 words[command].add(_key(str(phrase)))
     return words
@@ -177,6 +190,7 @@ class Inbox:
             message.status = "pending"
             message.next_attempt_at = utcnow()
             message.media = inbound.media or None
+            message.chat_message_id = inbound.chat_message_id
             return contact.id
 
     def schedule(self, contact_id: int) -> None:
@@ -227,6 +241,14 @@ class Inbox:
                 return
             if command == "start":
                 contact.opted_out = False
+            quick_exit = command == "quick_exit" and channel == "telegram"
+            if quick_exit:
+                ids = self._chat_message_ids(session, contact)
+                message.status = "done"
+        if quick_exit:
+            # Before the NLU, and nothing else happens: the chat is cleared, a neutral 👍 stays.
+            await self._quick_exit(channel, address, ids)
+            return
         await self._download_media(message_id, channel)
         if not await self._actions_up():
             raise ProcessingError("actions_down")
@@ -309,6 +331,36 @@ class Inbox:
                         data=data,
                     )
                 )  # fmt: skip
+
+    @staticmethod
+    def _chat_message_ids(session, contact) -> list[str]:
+        """Every message of this chat Telegram still lets us delete: the worker's and ours."""
+        since = utcnow() - QUICK_EXIT_WINDOW
+        ids = []
+        for message in session.execute(
+            select(Message).where(Message.contact_id == contact.id, Message.channel == "telegram")
+        ).scalars():
+            created = message.created_at
+            if created.tzinfo is None:
+                created = created.replace(tzinfo=dt.timezone.utc)
+            if created < since:
+                continue
+            if message.direction == "in" and message.chat_message_id:
+                ids.append(message.chat_message_id)
+            elif message.direction == "out" and message.status == "sent" and message.provider_id:
+                ids.append(message.provider_id)
+        return ids
+
+    async def _quick_exit(self, channel: str, address: str | None, ids: list[str]) -> None:
+        sender = self.senders.get(channel)
+        if sender is None or not address:
+            return
+        try:
+            deleted = await sender.delete(address, ids)
+            await sender.send(channel, address, QUICK_EXIT_REPLY, [])
+            logger.info("quick exit: %d of %d messages deleted from the chat", deleted, len(ids))
+        except SendError as exc:
+            logger.warning("quick exit incomplete (%s)", exc.code)
 
     def _command(self, text: str) -> str | None:
         key = _key(text)

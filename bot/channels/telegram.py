@@ -41,6 +41,22 @@ class TelegramSender(Sender):
             )
         return self._bot
 
+    async def delete(self, address: str, message_ids: list[str]) -> int:
+        from telegram.error import NetworkError, TelegramError
+
+        ids = sorted({int(i) for i in message_ids if str(i).isdigit()})
+        deleted = 0
+        for start in range(0, len(ids), 100):  # deleteMessages takes at most 100 ids
+            batch = ids[start : start + 100]
+            try:
+                if await self.bot.delete_messages(chat_id=int(address), message_ids=batch):
+                    deleted += len(batch)
+            except NetworkError as exc:
+                raise SendError(f"telegram_{type(exc).__name__}", retry=True) from exc
+            except TelegramError as exc:  # too old, already deleted: nothing more to do
+                logger.info("quick exit: Telegram refused some deletions (%s)", type(exc).__name__)
+        return deleted
+
     async def download(self, ref: str, limit: int) -> bytes:
         from telegram.error import NetworkError, TelegramError
 
@@ -145,11 +161,16 @@ class TelegramInput(HelplineChannel):
         if media:
             # The caption is what the worker wrote; without one the dialogue acknowledges the file.
             text = text or f"[{media[0]['kind']}]"
-            return [Inbound("telegram", str(message.chat.id), provider_id, text[:4096], "media",
-                            media)]  # fmt: skip
+            return [
+                Inbound("telegram", str(message.chat.id), provider_id, text[:4096], "media",
+                        media, str(message.message_id))
+            ]  # fmt: skip
         if not text:
             return []  # stickers and the like: nothing to read
-        return [Inbound("telegram", str(message.chat.id), provider_id, text[:4096], "text")]
+        return [
+            Inbound("telegram", str(message.chat.id), provider_id, text[:4096], "text",
+                    chat_message_id=str(message.message_id))
+        ]  # fmt: skip
 
     def senders(self) -> dict[str, Sender]:
         return {"telegram": self.sender}

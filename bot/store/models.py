@@ -163,6 +163,7 @@ class Message(Base):
     error = Column(String(64))  # a short code (HTTP status, provider error), never content
     reply_to_id = Column(Integer, ForeignKey("messages.id", ondelete="SET NULL"))
     media = Column(JSON)  # the provider's references to photos, voice notes, documents
+    chat_message_id = Column(String(32))  # Telegram's message_id of an inbound message (quick exit)
 
     contact = relationship("Contact", back_populates="messages")
     case = relationship("Case", back_populates="messages")
