@@ -19,13 +19,15 @@ from typing import Any
 from rasa_sdk import Tracker
 from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from sqlalchemy import select
 
 from actions import messages as m
 from actions import services as services_module
+from actions.language import country_after, language_after
 from bot import taxonomy
 from bot.i18n import format_date
 from bot.store import repository as repo
-from bot.store.models import Case, Contact
+from bot.store.models import Case, Contact, Message
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +103,6 @@ class Turn:
         self.command: str | None = message.get("command")
         self.text: str = message.get("text") or ""
         # The conversation's language and destination, from this message (actions/language.py).
-        from actions.language import country_after, language_after
-
         for slot, after in (("language", language_after), ("country", country_after)):
             current = tracker.get_slot(slot)
             value = after(tracker, current)
@@ -184,8 +184,6 @@ class Turn:
 
     def contact(self, create: bool = False) -> Contact | None:
         if self._contact is None:
-            from sqlalchemy import select
-
             self._contact = self.session.execute(
                 select(Contact).where(Contact.pseudonym == self.pseudonym)
             ).scalar_one_or_none()
@@ -217,8 +215,6 @@ class Turn:
         contact = self.contact()
         if contact is None:
             return None
-        from sqlalchemy import select
-
         return self.session.execute(
             select(Case)
             .where(Case.contact_id == contact.id, Case.handoff.is_(True))
@@ -261,10 +257,6 @@ class Turn:
     def _link(self, case: Case, contact: Contact, history: bool) -> None:
         """Our channels store every message themselves (bot/channels/inbox.py): attach them to
         the case instead of copying them; the replies of this turn follow the message."""
-        from sqlalchemy import select
-
-        from bot.store.models import Message
-
         if history:
             for message in self.session.execute(
                 select(Message).where(Message.contact_id == contact.id, Message.case_id.is_(None))
@@ -283,10 +275,6 @@ class Turn:
         return latest.get("message_id") if latest else None
 
     def _add_inbound(self, case: Case, contact: Contact, event: dict) -> None:
-        from sqlalchemy import select
-
-        from bot.store.models import Message
-
         provider_id = f"rasa:{event.get('message_id')}" if event.get("message_id") else None
         if (
             provider_id
@@ -621,28 +609,31 @@ def alert(turn: Turn, case: Case, reason: str) -> None:
     )
 
 
-def emergency(turn: Turn) -> None:
-    """Raise (or open) the case to immediate, answer at once, tell the caseworkers."""
+def open_case_for_a_person(turn: Turn, *, urgency: str) -> tuple[Case, str | None]:
+    """The worker's open case (this conversation's, else their latest), or a new one, marked
+    for a person; with the new case's secret, None for an existing case."""
     contact = turn.contact(create=True)
     case = turn.current_case() or repo.latest_case(turn.session, contact=contact)
-    if case is not None and case.status in ("resolved", "closed"):
-        case = None
     secret = None
-    if case is None:
+    if case is None or case.status in ("resolved", "closed"):
         case, secret = repo.create_case(
             turn.session,
             contact=contact,
             category="other",
-            urgency="immediate",
+            urgency=urgency,
             language=turn.language,
             country=turn.destination,
             channel=turn.channel,
-            ilo_indicators=[],
         )
-    else:
-        repo.change_urgency(turn.session, case=case, urgency="immediate", actor="bot")
     case.handoff = True
     turn.set("case_ref", case.reference)
+    return case, secret
+
+
+def emergency(turn: Turn) -> None:
+    """Raise (or open) the case to immediate, answer at once, tell the caseworkers."""
+    case, secret = open_case_for_a_person(turn, urgency="immediate")
+    repo.change_urgency(turn.session, case=case, urgency="immediate", actor="bot")
     if (turn.tracker.active_loop or {}).get("name") == "grievance_form":
         turn.set("intake_case", case.reference)  # the report being filled in completes it
     turn.say(m.EMERGENCY)
@@ -660,20 +651,7 @@ def emergency(turn: Turn) -> None:
 
 
 def handoff(turn: Turn) -> None:
-    contact = turn.contact(create=True)
-    case = turn.current_case() or repo.latest_case(turn.session, contact=contact)
-    if case is None or case.status in ("resolved", "closed"):
-        case, _ = repo.create_case(
-            turn.session,
-            contact=contact,
-            category="other",
-            urgency="normal",
-            language=turn.language,
-            country=turn.destination,
-            channel=turn.channel,
-        )
-    case.handoff = True
-    turn.set("case_ref", case.reference)
+    case, _ = open_case_for_a_person(turn, urgency="normal")
     turn.set("awaiting", None)
     turn.say(m.HANDOFF, hours=turn.services.handoff_hours)
     turn.record(case, history=True)

@@ -7,8 +7,6 @@ action server. Tests replace them with ``use(Services(...))``.
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 import threading
 
 from bot import locale_packs
@@ -16,6 +14,7 @@ from bot import settings as settings_module
 from bot.emergency import Notifier, load_contacts, notifier_from_env
 from bot.i18n import Translations
 from bot.rights import RightsAnswers
+from bot.store import repository
 
 # Sender ids our channels (issue 4) produce are already HMACs of channel and address.
 _HEX64 = frozenset("0123456789abcdef")
@@ -78,8 +77,7 @@ class Services:
         channel, the shell) is hashed here so that no raw id reaches the case store."""
         if len(sender_id) == 64 and set(sender_id) <= _HEX64:
             return sender_id
-        key = self.settings.pseudonym_key.encode()
-        return hmac.new(key, f"{channel}:{sender_id}".encode(), hashlib.sha256).hexdigest()
+        return repository.pseudonym(self.settings.pseudonym_key, channel, sender_id)
 
 
 _services: Services | None = None

@@ -36,11 +36,12 @@ class CommandWords:
     words: dict[str, str]
 
     @classmethod
-    def from_packs(cls, packs) -> CommandWords:
+    def from_packs(cls, packs, commands=DIALOGUE_COMMANDS) -> CommandWords:
+        """The packs' words for ``commands`` (the channels use it for stop/start/quick_exit)."""
         words: dict[str, str] = {}
         for pack in packs:
             for command, phrases in (pack.meta.get("keywords") or {}).items():
-                if command not in DIALOGUE_COMMANDS:
+                if command not in commands:
                     continue
                 for phrase in phrases or []:
                     key = _key(str(phrase))
@@ -61,5 +62,9 @@ class CommandWords:
         ref = taxonomy.normalize_case_ref(stripped)
         if ref and taxonomy.CASE_REF_PATTERN.fullmatch(stripped.strip(".!?")):
             return {"case_ref": ref}
-        command = self.words.get(_key(text)) or self.words.get(stripped)
+        command = self.command(text)
         return {"command": command} if command else {}
+
+    def command(self, text: str) -> str | None:
+        """The command a whole message is (case, accents and punctuation ignored), or None."""
+        return self.words.get(_key(text)) or self.words.get(text.strip())

@@ -32,12 +32,12 @@ from sqlalchemy import or_, select
 
 from bot.channels.config import ChannelSettings
 from bot.store import repository as repo
-from bot.store.models import Contact, Message, utcnow
+from bot.store.models import Message, utcnow
+from nlu.commands import CommandWords
 
 logger = logging.getLogger(__name__)
 
 MESSAGE_ID_PREFIX = "helpline-"  # Rasa's message_id of a queued message: helpline-<messages.id>
-_WORD_CHARS = re.compile(r"[\W_]+", re.UNICODE)
 
 
 @dataclasses.dataclass
@@ -89,34 +89,22 @@ class ProcessingError(Exception):
     """Rasa or the action server could not handle a message now (it will be retried)."""
 
 
+def _aware(when: dt.datetime) -> dt.datetime:
+    """SQLite gives naive datetimes back; they are UTC."""
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
 def _later(when: dt.datetime | None) -> bool:
-    """``when`` is still in the future (SQLite gives naive UTC datetimes back)."""
-    if when is None:
-        return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when > utcnow()
-
-
-def _key(text: str) -> str:
-    return _WORD_CHARS.sub(" ", text.casefold()).strip()
+    """``when`` is still in the future."""
+    return when is not None and _aware(when) > utcnow()
 
 
 QUICK_EXIT_REPLY = "👍"  # neutral in every language, for a phone someone else may check
 QUICK_EXIT_WINDOW = dt.timedelta(hours=47)  # Telegram lets a bot delete messages up to 48 h old
 
 
-def keyword_sets(packs) -> dict[str, set[str]]:
-    words = {
-        "stop": {"stop", "unsubscribe"},
-        "start": {"start", "unstop"},
-        "quick_exit": {"clear", "clear chat", "exit now"},
-    }
-    for pack in packs:
-        for command in ("stop", "start", "quick_exit"):
-            for phrase in (pack.meta.get("keywords") or {}).get(command) or []:
-                words[command].add(_key(str(phrase)))
-    return words
+# Handled before the NLU, in each pack's words (pack.yml ``keywords``; English in the en pack).
+CHANNEL_COMMANDS = ("stop", "start", "quick_exit")
 
 
 NUMBERED = re.compile(r"^(\d{1,2}) (.+)$")
@@ -142,7 +130,7 @@ class Inbox:
         self.pseudonym_key = pseudonym_key
         self.settings = settings
         self.senders = senders
-        self.keywords = keyword_sets(packs)
+        self.keywords = CommandWords.from_packs(packs, CHANNEL_COMMANDS)
         self.notifier = notifier
         self.actions_health_url = actions_health_url
         self.on_new_message: Callable[[Any], Awaitable[Any]] | None = None
@@ -199,6 +187,20 @@ class Inbox:
         task.add_done_callback(self._tasks.discard)
 
     # --- 2. processing --------------------------------------------------------------------
+    @staticmethod
+    def _first(session, contact_id: int, direction: str, status: str) -> Message | None:
+        """The oldest of a worker's messages in a queue (inbound pending, outbound queued)."""
+        return session.execute(
+            select(Message)
+            .where(
+                Message.contact_id == contact_id,
+                Message.direction == direction,
+                Message.status == status,
+            )
+            .order_by(Message.id)
+            .limit(1)
+        ).scalar_one_or_none()
+
     def _lock(self, contact_id: int) -> asyncio.Lock:
         return self._locks.setdefault(contact_id, asyncio.Lock())
 
@@ -207,16 +209,7 @@ class Inbox:
         async with self._lock(contact_id):
             while True:
                 with self.db.session() as session:
-                    message = session.execute(
-                        select(Message)
-                        .where(
-                            Message.contact_id == contact_id,
-                            Message.direction == "in",
-                            Message.status == "pending",
-                        )
-                        .order_by(Message.id)
-                        .limit(1)
-                    ).scalar_one_or_none()
+                    message = self._first(session, contact_id, "in", "pending")
                     if message is None or _later(message.next_attempt_at):
                         break  # later messages wait behind a message waiting for its retry
                     message_id = message.id
@@ -233,6 +226,7 @@ class Inbox:
             contact = message.contact
             text, channel, pseudonym = message.text or "", message.channel, contact.pseudonym
             address = contact.address
+            has_media = bool(message.media)
             command = self._command(text)
             if command == "stop":
                 contact.opted_out = True
@@ -249,7 +243,8 @@ class Inbox:
             # Before the NLU, and nothing else happens: the chat is cleared, a neutral 👍 stays.
             await self._quick_exit(channel, address, ids)
             return
-        await self._download_media(message_id, channel)
+        if has_media:
+            await self._download_media(message_id, channel)
         if not await self._actions_up():
             raise ProcessingError("actions_down")
         from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
@@ -340,10 +335,7 @@ class Inbox:
         for message in session.execute(
             select(Message).where(Message.contact_id == contact.id, Message.channel == "telegram")
         ).scalars():
-            created = message.created_at
-            if created.tzinfo is None:
-                created = created.replace(tzinfo=dt.timezone.utc)
-            if created < since:
+            if _aware(message.created_at) < since:
                 continue
             if message.direction == "in" and message.chat_message_id:
                 ids.append(message.chat_message_id)
@@ -363,11 +355,7 @@ class Inbox:
             logger.warning("quick exit incomplete (%s)", exc.code)
 
     def _command(self, text: str) -> str | None:
-        key = _key(text)
-        for command, words in self.keywords.items():
-            if key in words:
-                return command
-        return None
+        return self.keywords.command(text)
 
     async def _actions_up(self) -> bool:
         if not self.actions_health_url:
@@ -419,16 +407,7 @@ class Inbox:
         """Sends the worker's queued replies, oldest first; stops at the first one to retry."""
         while True:
             with self.db.session() as session:
-                out = session.execute(
-                    select(Message)
-                    .where(
-                        Message.contact_id == contact_id,
-                        Message.direction == "out",
-                        Message.status == "queued",
-                    )
-                    .order_by(Message.id)
-                    .limit(1)
-                ).scalar_one_or_none()
+                out = self._first(session, contact_id, "out", "queued")
                 if out is None or _later(out.next_attempt_at):
                     return
                 contact = out.contact
@@ -503,13 +482,3 @@ class Inbox:
             except Exception:  # noqa: BLE001 - the loop must survive; the error is logged
                 logger.exception("channel queue loop failed; retrying")
             await asyncio.sleep(interval)
-
-    async def stop(self) -> None:
-        if self._loop_task is not None:
-            self._loop_task.cancel()
-            self._loop_task = None
-
-    def contact_address(self, contact_id: int) -> str | None:
-        with self.db.session() as session:
-            contact = session.get(Contact, contact_id)
-            return contact.address if contact else None
