@@ -48,6 +48,7 @@ class HelplineAction(Action):
             if not (self.reads_context and dialogue.resolve_context(turn)):
                 self.handle(turn)
             turn.record()
+            turn.keep_contact_language()
         return turn.events
 
 

@@ -39,7 +39,10 @@ MENU_OPTIONS = {
     "4": "handoff",
     "5": "language",
     "6": "erase",
+    "7": "quick_exit",  # Telegram only (messages.MENU_TELEGRAM): clear the chat from the phone
 }
+# What the action asks the channel to do instead of replying (bot/channels/inbox.py).
+QUICK_EXIT = {"helpline": "quick_exit"}
 MENU_COUNTRIES = ("MY", "TH", "HK", "SG", "TW", "QA")
 OTHER_COUNTRY = "XX"  # "another country": general answers, no country-specific content
 YES, NO = "1", "2"
@@ -197,6 +200,13 @@ class Turn:
                 )
         return self._contact
 
+    def keep_contact_language(self) -> None:
+        """The conversation's language on the contact too: the channels answer STOP, START and
+        HELP in it before the NLU, and offer SMS without accents where a language allows it."""
+        contact = self.contact()
+        if contact is not None and contact.language != self.language:
+            contact.language = self.language
+
     @property
     def destination(self) -> str | None:
         country = self.slot("country")
@@ -300,14 +310,18 @@ class Turn:
 def show_menu(turn: Turn, greeting: bool = False) -> None:
     if greeting:
         turn.say(m.GREETING)
-    turn.say(m.MENU)
+    say_menu(turn)
+
+
+def say_menu(turn: Turn) -> None:
+    """The menu; on Telegram with the quick exit, which only Telegram can do (delete the chat)."""
+    turn.say(m.MENU_TELEGRAM if turn.channel == "telegram" else m.MENU)
     turn.set("awaiting", "menu")
 
 
 def not_understood(turn: Turn) -> None:
     turn.say(m.NOT_UNDERSTOOD)
-    turn.say(m.MENU)
-    turn.set("awaiting", "menu")
+    say_menu(turn)
 
 
 def language_options(turn: Turn) -> list[str]:
@@ -537,6 +551,11 @@ def file_case(turn: Turn) -> None:
     if urgency in ("immediate", "high"):
         alert(turn, case, "case_filed")
     clear_intake(turn)
+    if not quiet and turn.channel == "whatsapp" and contact.sms_fallback is None:
+        # A caseworker's answer may come after WhatsApp's 24-hour window has closed: may it
+        # come by SMS then (bot/channels/inbox.py)? Asked once, on WhatsApp only.
+        turn.say(m.ASK_SMS_FALLBACK)
+        turn.set("awaiting", "sms_fallback")
 
 
 def clear_intake(turn: Turn) -> None:
@@ -689,8 +708,17 @@ def resolve_context(turn: Turn) -> bool:
     if turn.choice == "0":
         show_menu(turn)
         return True
-    if awaiting == "menu" and turn.choice in MENU_OPTIONS:
-        return menu_option(turn, MENU_OPTIONS[turn.choice])
+    option = MENU_OPTIONS.get(turn.choice or "") if awaiting == "menu" else None
+    if option and (option != "quick_exit" or turn.channel == "telegram"):
+        return menu_option(turn, option)
+    if awaiting == "sms_fallback" and (turn.sure_yes or turn.no):
+        contact = turn.contact()
+        if contact is not None:
+            contact.sms_fallback = bool(turn.sure_yes)
+        turn.say(m.OK)
+        turn.say(m.MENU_HINT)
+        turn.set("awaiting", None)
+        return True
     if awaiting == "language":
         if turn.choice:
             options = language_options(turn)
@@ -760,6 +788,9 @@ def menu_option(turn: Turn, option: str) -> bool:
         ask_language(turn)
     elif option == "erase":
         ask_erase(turn)
+    elif option == "quick_exit":
+        # The channel deletes the chat's messages and leaves a neutral reply; nothing is said.
+        turn.dispatcher.utter_message(json_message=QUICK_EXIT)
     return True
 
 
@@ -774,8 +805,7 @@ def route(turn: Turn) -> None:
         turn.set("awaiting", None)
     elif intent == "out_of_scope":
         turn.say(m.OUT_OF_SCOPE)
-        turn.say(m.MENU)
-        turn.set("awaiting", "menu")
+        say_menu(turn)
     elif intent == "help" and not turn.choice and not turn.command:
         show_menu(turn)
     elif intent in ("affirm", "deny"):

@@ -22,6 +22,18 @@ MENU = N_(
     "6 Delete my data"
 )
 
+# On Telegram the menu has one more line: clearing the chat from the phone (a quick exit).
+MENU_TELEGRAM = N_(
+    "Reply with a number:\n"
+    "1 Ask about your rights\n"
+    "2 Report a problem\n"
+    "3 Check your case\n"
+    "4 Talk to a person\n"
+    "5 Change language\n"
+    "6 Delete my data\n"
+    "7 Clear this chat now"
+)
+
 NOT_UNDERSTOOD = N_("Sorry, I did not understand. Please reply with a number from the menu.")
 
 OUT_OF_SCOPE = N_("Sorry, I can only help with work problems and workers' rights.")
@@ -114,6 +126,11 @@ CASE_FILED = N_(
 
 CASE_NEXT = N_("A caseworker will read your case. Write here if something changes.")
 
+ASK_SMS_FALLBACK = N_(
+    "If WhatsApp cannot reach you, can we send you an SMS to this phone number? Reply 1 for yes,"
+    " 2 for no."
+)
+
 # --- Case status -------------------------------------------------------------------------------
 ASK_CASE_REF = N_("What is your case number? It looks like HX-123456.")
 
@@ -179,3 +196,4 @@ STATUS_MESSAGES = {
     "resolved": STATUS_RESOLVED,
     "closed": STATUS_CLOSED,
 }
+

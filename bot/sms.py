@@ -45,7 +45,36 @@ def segments(text: str) -> Segments:
 
 
 _SENTENCE_END = ".!?।॥။\n"
-ELLIPSIS = "…"
+ELLIPSIS = "…"  # one character in UCS-2; a GSM-7 reply ends with "..." (no UCS-2 for one dot)
+_GSM7_SUBSTITUTES = {
+    "đ": "d", "Đ": "D", "…": "...", "‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-",
+    "\u00a0": " ",
+}  # fmt: skip
+
+
+def _latin(ch: str) -> bool:
+    import unicodedata
+
+    return unicodedata.name(ch, "").startswith("LATIN")
+
+
+def without_accents(text: str) -> str:
+    """``text`` without diacritics, for a worker who chose cheaper SMS (Vietnamese "không dấu":
+    "Lương của bạn" -> "Luong cua ban"): letters the GSM-7 alphabet has keep their accent
+    (é, ü, à...), every other combining mark goes, so the SMS is GSM-7 wherever the language
+    allows it (160 characters a segment instead of 70). Other scripts are left as they are."""
+    import unicodedata
+
+    out = []
+    for ch in text:
+        ch = _GSM7_SUBSTITUTES.get(ch, ch)
+        if ch in _BASIC or ch in _EXTENSION or len(ch) > 1 or not _latin(ch):
+            out.append(ch)
+            continue
+        decomposed = unicodedata.normalize("NFD", ch)
+        base = "".join(c for c in decomposed if not unicodedata.combining(c))
+        out.append(base if base and base != ch else ch)
+    return unicodedata.normalize("NFC", "".join(out))
 
 
 def _sentences(text: str) -> list[str]:
@@ -95,8 +124,9 @@ def split_for_sms(text: str, budget: int = 4) -> list[str]:
     if len(parts) > budget:
         parts = parts[:budget]
         last = parts[-1]
-        while last and not _fits(prefix + last + ELLIPSIS):
+        ellipsis = "..." if is_gsm7(last) else ELLIPSIS
+        while last and not _fits(prefix + last + ellipsis):
             last = last[:-1]
-        parts[-1] = last.rstrip() + ELLIPSIS
+        parts[-1] = last.rstrip() + ellipsis
     total = len(parts)
     return [f"({i}/{total}) {p}" for i, p in enumerate(parts, start=1)]

@@ -31,25 +31,28 @@ def _key(text: str) -> str:
 
 @dataclasses.dataclass
 class CommandWords:
-    """Command word (folded) -> command, from every pack's ``keywords``."""
+    """Command word (folded) -> command, from every pack's ``keywords``; ``languages``: the
+    pack each word came from (the channels answer STOP in the language it was written in)."""
 
     words: dict[str, str]
+    languages: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_packs(cls, packs, commands=DIALOGUE_COMMANDS) -> CommandWords:
         """The packs' words for ``commands`` (the channels use it for stop/start/quick_exit)."""
         words: dict[str, str] = {}
+        languages: dict[str, str] = {}
         for pack in packs:
             for command, phrases in (pack.meta.get("keywords") or {}).items():
                 if command not in commands:
                     continue
                 for phrase in phrases or []:
-                    key = _key(str(phrase))
+                    # punctuation-only words ("-") match as written
+                    key = _key(str(phrase)) or str(phrase).strip()
                     if key:
                         words.setdefault(key, command)
-                    elif str(phrase).strip():  # punctuation-only words ("-") match as written
-                        words.setdefault(str(phrase).strip(), command)
-        return cls(words)
+                        languages.setdefault(key, pack.code)
+        return cls(words, languages)
 
     def match(self, text: str) -> dict:
         """``{"choice": "2"}``, ``{"case_ref": "HX-1234"}``, ``{"command": "skip"}`` or ``{}``."""
@@ -67,4 +70,11 @@ class CommandWords:
 
     def command(self, text: str) -> str | None:
         """The command a whole message is (case, accents and punctuation ignored), or None."""
-        return self.words.get(_key(text)) or self.words.get(text.strip())
+        return self.command_and_language(text)[0]
+
+    def command_and_language(self, text: str) -> tuple[str | None, str | None]:
+        """The command a whole message is and the language of the pack that has the word."""
+        for key in (_key(text), text.strip()):
+            if key in self.words:
+                return self.words[key], self.languages.get(key)
+        return None, None

@@ -23,7 +23,7 @@ from bot.emergency import Notifier
 from bot.i18n import Translations
 from bot.store import Database
 from bot.store import repository as repo
-from bot.store.models import Case, Message
+from bot.store.models import Case, Contact, Message
 
 T = Translations()
 
@@ -59,6 +59,7 @@ def tracker(
     confidence: float = 0.9,
     ranking: list[dict] | None = None,
     history: list[dict] | None = None,
+    channel: str = "rest",
     **extra,
 ) -> Tracker:
     message = {
@@ -74,7 +75,7 @@ def tracker(
             "text": text,
             "parse_data": message,
             "message_id": uuid.uuid4().hex,
-            "input_channel": "rest",
+            "input_channel": channel,
         }
     ]
     return Tracker(
@@ -493,3 +494,50 @@ def test_a_file_without_words_is_acknowledged_in_the_workers_language(services):
         a.ActionRoute(), tracker("[photo]", "help", command="media", slots={"language": "my"})
     )
     assert said == [T.text("my", m.MEDIA_RECEIVED)] and events == []
+
+
+def test_on_telegram_the_menu_offers_the_quick_exit(services):
+    _, said = run(a.ActionGreet(), tracker("hi", "greet", channel="telegram"))
+    assert said == [T.text("en", m.GREETING), T.text("en", m.MENU_TELEGRAM)]
+    assert said[1].splitlines()[-1] == "7 Clear this chat now"
+    _, said = run(a.ActionGreet(), tracker("hi", "greet", channel="sms", sender="worker-2"))
+    assert said[1] == T.text("en", m.MENU)  # SMS cannot delete messages from a phone
+
+
+def test_menu_7_asks_telegram_for_a_quick_exit_and_says_nothing(services):
+    dispatcher = CollectingDispatcher()
+    t = tracker("7", "help", confidence=1.0, choice="7", slots={"awaiting": "menu"},
+                channel="telegram")  # fmt: skip
+    events = asyncio.run(a.ActionRoute().run(dispatcher, t, {}))
+    assert dispatcher.messages == [
+        {**dispatcher.messages[0], "custom": {"helpline": "quick_exit"}, "text": None}
+    ]
+    assert events == [SlotSet("awaiting", None)]
+    # Elsewhere 7 is no option: it is not guessed.
+    _, said = run(a.ActionRoute(), tracker("7", "help", confidence=1.0, choice="7",
+                                           slots={"awaiting": "menu"}, channel="sms"))  # fmt: skip
+    assert said == [T.text("en", m.NOT_UNDERSTOOD), T.text("en", m.MENU)]
+
+
+def test_on_whatsapp_filing_asks_once_whether_sms_may_reach_the_worker(services):
+    slots = {**FULL_INTAKE, "country": "MY", "topic": "wages", "language": "id"}
+    t = tracker("malam", "out_of_scope", slots=slots, channel="whatsapp", sender="wa-1")
+    events, said = run(a.ActionFileCase(), t)
+    assert said[-1] == T.text("id", m.ASK_SMS_FALLBACK) and said[-1] != m.ASK_SMS_FALLBACK
+    assert events[-1] == SlotSet("awaiting", "sms_fallback")
+    events, said = run(a.ActionRoute(), tracker(
+        "1", "help", confidence=1.0, choice="1", channel="whatsapp", sender="wa-1",
+        slots={"awaiting": "sms_fallback", "language": "id"},
+    ))  # fmt: skip
+    assert said == [T.text("id", m.OK), T.text("id", m.MENU_HINT)]
+    with services.database.session() as s:
+        (contact,) = s.query(Contact).filter(Contact.channel == "whatsapp")
+        assert contact.sms_fallback is True and contact.language == "id"
+    # Asked once: the next report on WhatsApp does not ask again.
+    _, said = run(a.ActionFileCase(), tracker("x", "out_of_scope", slots=slots,
+                                              channel="whatsapp", sender="wa-1"))  # fmt: skip
+    assert T.text("id", m.ASK_SMS_FALLBACK) not in said
+    # Not on other channels.
+    _, said = run(a.ActionFileCase(), tracker("x", "out_of_scope", slots=slots, channel="sms",
+                                              sender="sms-1"))  # fmt: skip
+    assert T.text("id", m.ASK_SMS_FALLBACK) not in said

@@ -11,15 +11,19 @@ import json
 
 import pytest
 
+from actions.dialogue import QUICK_EXIT
 from bot import locale_packs
 from bot import settings as settings_module
 from bot.channels import config as channel_config
+from bot.channels import texts
 from bot.channels.inbox import Inbound, Inbox
 from bot.channels.telegram import TelegramSender
 from bot.channels.twilio import TwilioSender
 from bot.emergency import Notifier
+from bot.i18n import Translations
 from bot.sms import segments
 from bot.store import Database
+from bot.store import repository as repo
 from bot.store.models import Contact, Message
 from tests.fake_providers import FakeTelegram, FakeTwilio, twilio_error
 
@@ -198,17 +202,122 @@ def test_closed_whatsapp_window_holds_the_reply(inbox, fakes):
     assert [r["params"]["Body"] for r in twilio.requests[1:]] == ["re: halo", "re: masih ada?"]
 
 
-def test_stop_holds_everything_until_start(inbox, fakes):
+def test_stop_is_confirmed_once_then_everything_is_held_until_start(inbox, fakes):
     _, twilio = fakes
     inbox.accept(Inbound("sms", "+95911", "SM5", "STOP"))
     run(drain(inbox))
-    assert inbox.on_new_message.seen == [] and twilio.requests == []
+    assert inbox.on_new_message.seen == []  # before the NLU
+    (confirmation,) = [r["params"]["Body"] for r in twilio.requests]
+    assert confirmation == (
+        "OK. We will not send you any more messages. Write START if you want them again."
+    )
     inbox.accept(Inbound("sms", "+95911", "SM6", "hello"))
     run(drain(inbox))
-    assert statuses(inbox, "out") == ["held"] and twilio.requests == []
+    with inbox.db.session() as s:  # a caseworker's reply respects STOP too
+        contact = s.query(Contact).one()
+        case, _ = repo.create_case(s, contact=contact, category="wages")
+        repo.queue_reply(s, case=case, text="We called your employer.", actor="caseworker:ana")
+    run(drain(inbox))
+    assert statuses(inbox, "out") == ["sent", "held", "held"] and len(twilio.requests) == 1
     inbox.accept(Inbound("sms", "+95911", "SM7", "start"))
     run(drain(inbox))
-    assert [r["params"]["Body"] for r in twilio.requests] == ["re: start"]
+    assert [r["params"]["Body"] for r in twilio.requests[1:]] == [
+        "OK. You will get our messages again.",
+        "re: start",
+    ]  # what was held while stopped stays held (for the caseworkers), nothing old arrives
+
+
+def test_stop_and_help_are_answered_in_the_workers_language(inbox, fakes):
+    _, twilio = fakes
+    vi = next(p for p in locale_packs.discover() if p.code == "vi").meta["keywords"]
+    inbox.accept(Inbound("sms", "+8491", "SMvi1", vi["help"][0]))
+    run(drain(inbox))
+    t = Translations()
+    stop_word = vi["stop"][0].upper()
+    help_info, dialogue_reply = [r["params"]["Body"] for r in twilio.requests]
+    assert help_info == t.text("vi", texts.HELP_INFO, stop=stop_word) and stop_word in help_info
+    assert dialogue_reply == f"re: {vi['help'][0]}"  # HELP goes on to the dialogue (the menu)
+    inbox.accept(Inbound("sms", "+8491", "SMvi2", vi["stop"][1]))
+    run(drain(inbox))
+    assert twilio.requests[-1]["params"]["Body"] == t.text(
+        "vi", texts.STOPPED, start=vi["start"][0].upper()
+    )
+
+
+def test_vietnamese_sms_without_accents_is_offered_once_and_remembered(inbox, fakes):
+    _, twilio = fakes
+    vi = next(p for p in locale_packs.discover() if p.code == "vi").meta["keywords"]
+    inbox.on_new_message.reply = "Lương của bạn phải được trả đủ và đúng hạn."
+    inbox.accept(Inbound("sms", "+8492", "SMp1", "luong"))
+    with inbox.db.session() as s:  # the dialogue keeps the conversation's language here
+        s.query(Contact).one().language = "vi"
+    run(drain(inbox))
+    bodies = [r["params"]["Body"] for r in twilio.requests]
+    offer = Translations().text(
+        "vi", texts.SMS_PLAIN_OFFER, plain=vi["sms_plain"][0].upper(),
+        accents=vi["sms_accents"][0].upper(),
+    )  # fmt: skip
+    assert bodies == ["Lương của bạn phải được trả đủ và đúng hạn.", offer]
+    inbox.accept(Inbound("sms", "+8492", "SMp2", vi["sms_plain"][1]))
+    inbox.accept(Inbound("sms", "+8492", "SMp3", "luong"))
+    run(drain(inbox))
+    confirmation, answer = [r["params"]["Body"] for r in twilio.requests[2:]]
+    assert segments(confirmation).encoding == "GSM-7"
+    assert answer == "Luong cua ban phai duoc tra du va dung han."  # GSM-7: half the cost
+    inbox.accept(Inbound("sms", "+8492", "SMp4", vi["sms_accents"][1]))
+    inbox.accept(Inbound("sms", "+8492", "SMp5", "luong"))
+    run(drain(inbox))
+    assert twilio.requests[-1]["params"]["Body"] == "Lương của bạn phải được trả đủ và đúng hạn."
+    assert sum(b["params"]["Body"] == offer for b in twilio.requests) == 1  # offered once
+    with inbox.db.session() as s:  # the transcript keeps what the bot said, with accents
+        texts_out = [m.text for m in s.query(Message).filter_by(direction="out")]
+    assert "Luong cua ban phai duoc tra du va dung han." not in texts_out
+
+
+def test_no_accent_offer_for_languages_that_need_them(inbox, fakes):
+    _, twilio = fakes
+    inbox.accept(Inbound("sms", "+8801", "SMbn", "beton"))
+    with inbox.db.session() as s:
+        s.query(Contact).one().language = "bn"
+    run(drain(inbox))
+    assert [r["params"]["Body"] for r in twilio.requests] == ["re: beton"]
+
+
+def test_closed_whatsapp_window_falls_back_to_sms_when_the_worker_agreed(inbox, fakes):
+    _, twilio = fakes
+    inbox.accept(Inbound("whatsapp", "whatsapp:+6282", "SMw1", "halo"))
+    with inbox.db.session() as s:
+        s.query(Contact).one().sms_fallback = True
+    twilio.fail_next(400, 1, twilio_error(400, 63016))
+    run(drain(inbox))
+    refused, by_sms = twilio.requests
+    assert refused["params"]["To"] == "whatsapp:+6282"
+    assert by_sms["params"] == {**by_sms["params"], "To": "+6282", "From": "+15550001111",
+                                "Body": "re: halo"}  # fmt: skip
+    assert statuses(inbox, "out") == ["sent"]
+    assert [e["reason"] for e in inbox.notifier.events] == ["sms_fallback"]
+
+
+def test_a_caseworker_reply_goes_out_through_the_workers_channel(inbox, fakes):
+    telegram, _ = fakes
+    inbox.accept(Inbound("telegram", "4242", "991", "hello"))
+    run(drain(inbox))
+    with inbox.db.session() as s:
+        contact = s.query(Contact).one()
+        case, _ = repo.create_case(s, contact=contact, category="documents", language="en")
+        repo.queue_reply(s, case=case, text="We will call you at 8 pm.", actor="caseworker:ana")
+        reference = case.reference
+    run(drain(inbox))
+    assert [m["text"] for m in telegram.sent("sendMessage")] == [
+        "re: hello",
+        "We will call you at 8 pm.",
+    ]
+    with inbox.db.session() as s:
+        case = repo.find_case(s, reference=reference)
+        assert [(m.author, m.status) for m in case.messages] == [("caseworker:ana", "sent")]
+        assert [e.kind for e in case.events] == ["created", "reply"]
+        with pytest.raises(repo.StoreError):
+            repo.queue_reply(s, case=case, text="  ", actor="caseworker:ana")
 
 
 def test_stop_in_a_packs_own_words(inbox):
@@ -379,6 +488,26 @@ def test_quick_exit_deletes_the_chat_and_leaves_a_neutral_reply(inbox, fakes):
         "my boss hits me",
         "he took my passport",
     ]
+
+
+def test_quick_exit_from_the_menu(inbox, fakes):
+    telegram, _ = fakes
+    inbox.accept(Inbound("telegram", "9191", "900", "help me", chat_message_id="70"))
+    run(drain(inbox))
+    ours = [int(m.provider_id) for m in _sent_rows(inbox)]
+
+    async def dialogue_asks_for_a_quick_exit(message) -> None:
+        await message.output_channel.send_custom_json(message.sender_id, QUICK_EXIT)
+
+    inbox.on_new_message = dialogue_asks_for_a_quick_exit
+    inbox.accept(Inbound("telegram", "9191", "901", "7", "callback"))
+    run(drain(inbox))
+    (deleted,) = telegram.sent("deleteMessages")
+    ids = deleted["message_ids"]
+    ids = json.loads(ids) if isinstance(ids, str) else ids
+    assert sorted(ids) == sorted([70, *ours])
+    assert [m["text"] for m in telegram.sent("sendMessage")] == ["re: help me", "👍"]
+    assert statuses(inbox, "in") == ["done", "done"]
 
 
 def _sent_rows(box):

@@ -15,7 +15,13 @@
 4. A background loop (and every start) picks up whatever is due, so a process that died in the
    middle resumes where it stopped.
 
-STOP and START (English and each pack's words) are handled here, before the NLU.
+STOP, START and HELP (English and each pack's words) are handled here, before the NLU, and
+answered in the worker's language: STOP is confirmed once and then nothing more is sent (the
+confirmation is the only message that passes an opt-out), START is confirmed and goes on to the
+dialogue, HELP says what this is and how to stop, then the dialogue shows the menu. On SMS a
+language whose pack has ``sms_plain`` words (Vietnamese) is offered SMS without accents once
+(GSM-7, half the segments); the worker's choice is kept on the contact. On WhatsApp, a reply the
+closed 24-hour window refuses goes by SMS to the same number when the worker agreed to that.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from bot.channels import texts
 from bot.channels.config import ChannelSettings
+from bot.sms import without_accents
 from bot.store import repository as repo
 from bot.store.models import Message, utcnow
 from nlu.commands import CommandWords
@@ -104,7 +112,18 @@ QUICK_EXIT_WINDOW = dt.timedelta(hours=47)  # Telegram lets a bot delete message
 
 
 # Handled before the NLU, in each pack's words (pack.yml ``keywords``; English in the en pack).
-CHANNEL_COMMANDS = ("stop", "start", "quick_exit")
+CHANNEL_COMMANDS = ("stop", "start", "help", "quick_exit", "sms_plain", "sms_accents")
+CHANNEL_AUTHOR = "channel"  # replies of the channel itself (START, HELP...), not of the dialogue
+STOP_AUTHOR = "channel:stop"  # the STOP confirmation: the one message that passes an opt-out
+
+
+WHATSAPP_PREFIX = "whatsapp:"
+# What the dialogue sends instead of a reply for the menu's "clear this chat" (Telegram).
+QUICK_EXIT_REQUEST = {"helpline": "quick_exit"}
+
+
+class _NoPack:
+    meta: dict = {}
 
 
 NUMBERED = re.compile(r"^(\d{1,2}) (.+)$")
@@ -130,7 +149,11 @@ class Inbox:
         self.pseudonym_key = pseudonym_key
         self.settings = settings
         self.senders = senders
-        self.keywords = CommandWords.from_packs(packs, CHANNEL_COMMANDS)
+        self.packs = {pack.code: pack for pack in packs}
+        self.keywords = CommandWords.from_packs(self.packs.values(), CHANNEL_COMMANDS)
+        from bot.i18n import Translations
+
+        self.translations = Translations()
         self.notifier = notifier
         self.actions_health_url = actions_health_url
         self.on_new_message: Callable[[Any], Awaitable[Any]] | None = None
@@ -227,14 +250,30 @@ class Inbox:
             text, channel, pseudonym = message.text or "", message.channel, contact.pseudonym
             address = contact.address
             has_media = bool(message.media)
-            command = self._command(text)
+            command, keyword_language = self.keywords.command_and_language(text)
+            language = contact.language or keyword_language
             if command == "stop":
                 contact.opted_out = True
                 message.status = "done"
+                start = self._keyword(language, "start")
+                self._channel_reply(
+                    session, message, language, texts.STOPPED, author=STOP_AUTHOR, start=start
+                )
                 logger.info("worker opted out (STOP) on %s", channel)
+                return
+            if command in ("sms_plain", "sms_accents") and channel == "sms":
+                contact.sms_plain = command == "sms_plain"
+                contact.sms_plain_offered = True
+                message.status = "done"
+                reply = texts.SMS_PLAIN_ON if contact.sms_plain else texts.SMS_PLAIN_OFF
+                self._channel_reply(session, message, language, reply)
                 return
             if command == "start":
                 contact.opted_out = False
+                self._channel_reply(session, message, language, texts.STARTED)
+            if command == "help":
+                self._channel_reply(session, message, language, texts.HELP_INFO,
+                                    stop=self._keyword(language, "stop"))  # fmt: skip
             quick_exit = command == "quick_exit" and channel == "telegram"
             if quick_exit:
                 ids = self._chat_message_ids(session, contact)
@@ -263,6 +302,17 @@ class Inbox:
         except Exception as exc:  # noqa: BLE001 - Rasa failed: retried, then a caseworker
             raise ProcessingError(type(exc).__name__) from exc
         replies = [r["text"] for r in collector.messages if r.get("text")]
+        if channel == "telegram" and any(
+            r.get("custom") == QUICK_EXIT_REQUEST for r in collector.messages
+        ):
+            # The menu's "clear this chat": the same quick exit as the keyword, nothing else.
+            with self.db.session() as session:
+                message = session.get(Message, message_id)
+                message.status = "done"
+                message.error = None
+                ids = self._chat_message_ids(session, message.contact)
+            await self._quick_exit(channel, address, ids)
+            return
         with self.db.session() as session:
             message = session.get(Message, message_id)
             if message is None:  # the worker erased their data in this very turn
@@ -284,6 +334,7 @@ class Inbox:
                     out.next_attempt_at = utcnow()
                 message.status = "done"
                 message.error = None
+                self._offer_plain_sms(session, message)
         if erased:
             # Nothing of theirs is stored any more, not even the address: the confirmation is
             # sent once, directly, and kept nowhere.
@@ -354,8 +405,51 @@ class Inbox:
         except SendError as exc:
             logger.warning("quick exit incomplete (%s)", exc.code)
 
-    def _command(self, text: str) -> str | None:
-        return self.keywords.command(text)
+    def _keyword(self, language: str | None, command: str) -> str:
+        """The first word of ``command`` in the pack of ``language`` (English otherwise), in
+        capitals, for a reply that tells the worker what to write."""
+        for code in (language, "en"):
+            words = ((self.packs.get(code or "") or _NoPack).meta.get("keywords") or {}).get(
+                command
+            )
+            if words:
+                return str(words[0]).upper()
+        return command.upper()
+
+    def _channel_reply(self, session, message: Message, language: str | None, text: str,
+                       author: str = CHANNEL_AUTHOR, **values) -> Message:  # fmt: skip
+        """Queues a reply of the channel itself, in the worker's language (delivered in order
+        with the dialogue's replies; a STOP confirmation passes the opt-out)."""
+        out = repo.add_message(
+            session,
+            contact=message.contact,
+            case=message.case,
+            direction="out",
+            text=self.translations.text(language, text, **values),
+            channel=message.channel,
+            language=language,
+            author=author,
+        )
+        out.status = "queued"
+        out.reply_to_id = message.id
+        out.next_attempt_at = utcnow()
+        return out
+
+    def _offer_plain_sms(self, session, message: Message) -> None:
+        """Once per SMS worker whose language reads well without accents (its pack has
+        ``sms_plain`` words): the offer, after the dialogue's replies."""
+        contact = message.contact
+        if message.channel != "sms" or contact.sms_plain_offered or contact.opted_out:
+            return
+        pack = self.packs.get(contact.language or "")
+        if pack is None or not (pack.meta.get("keywords") or {}).get("sms_plain"):
+            return
+        contact.sms_plain_offered = True
+        self._channel_reply(
+            session, message, contact.language, texts.SMS_PLAIN_OFFER,
+            plain=self._keyword(contact.language, "sms_plain"),
+            accents=self._keyword(contact.language, "sms_accents"),
+        )  # fmt: skip
 
     async def _actions_up(self) -> bool:
         if not self.actions_health_url:
@@ -411,11 +505,15 @@ class Inbox:
                 if out is None or _later(out.next_attempt_at):
                     return
                 contact = out.contact
-                if contact.opted_out:
+                if contact.opted_out and out.author != STOP_AUTHOR:
                     out.status = "held"
                     out.error = "opted_out"
                     continue
                 out_id, channel, address, text = out.id, out.channel, contact.address, out.text
+                if channel == "sms" and address and address.startswith(WHATSAPP_PREFIX):
+                    address = address[len(WHATSAPP_PREFIX):]  # the WhatsApp reply's SMS fallback
+                if channel == "sms" and contact.sms_plain:
+                    text = without_accents(text)
             sender = self.senders.get(channel)
             try:
                 if sender is None or not address:
@@ -431,12 +529,32 @@ class Inbox:
                 out.provider_id = str(provider_id) if provider_id else None
                 out.error = None
 
+    def window_closed(self, out: Message) -> None:
+        """WhatsApp refused a reply outside its 24-hour window (Twilio 63016): caseworkers are
+        told; it goes by SMS to the same number if the worker agreed to that and SMS is set up,
+        otherwise it is held until the worker writes again (``accept``)."""
+        contact = out.contact
+        out.error = "twilio_63016"
+        if contact is not None and contact.sms_fallback and "sms" in self.senders and (
+            self.settings.twilio_sms_number
+        ):
+            out.channel = "sms"
+            out.status = "queued"
+            out.next_attempt_at = utcnow()
+            self._alert("sms_fallback", out)
+            return
+        out.status = "held"
+        self._alert("held", out)
+
     def _send_failed(self, out_id: int, exc: SendError) -> bool:
         """Records a failed send; True when the queue may go on to the next reply."""
         with self.db.session() as session:
             out = session.get(Message, out_id)
             out.attempts = (out.attempts or 0) + 1
             out.error = exc.code
+            if exc.hold and exc.code == "twilio_63016":
+                self.window_closed(out)
+                return True
             if exc.hold:
                 out.status = "held"
                 self._alert("held", out)

@@ -212,7 +212,9 @@ class TwilioInput(HelplineChannel):
             if status in ("delivered", "read"):
                 message.status = "delivered"
             elif status in ("failed", "undelivered"):
+                if str(error_code) == str(WHATSAPP_WINDOW_CLOSED):
+                    inbox.window_closed(message)  # by SMS if the worker agreed, else held
+                    return
                 message.error = f"twilio_{error_code or status}"[:64]
-                held = str(error_code) == str(WHATSAPP_WINDOW_CLOSED)
-                message.status = "held" if held else "failed"
-                inbox._alert("held" if held else "undelivered", message)
+                message.status = "failed"
+                inbox._alert("undelivered", message)

@@ -78,6 +78,13 @@ class Contact(Base):
     country = Column(String(2))  # destination country, ISO 3166-1 alpha-2
     opted_out = Column(Boolean, nullable=False, default=False)  # STOP until START
     last_inbound_at = Column(DateTime(timezone=True))  # WhatsApp's 24-hour window starts here
+    # SMS without diacritics (GSM-7: half the segments), for languages that read well without
+    # them (Vietnamese): offered once on SMS, then the worker's choice.
+    sms_plain = Column(Boolean, nullable=False, default=False)
+    sms_plain_offered = Column(Boolean, nullable=False, default=False)
+    # On WhatsApp: may we fall back to SMS to this number when WhatsApp's 24-hour window is
+    # closed? None = not asked yet.
+    sms_fallback = Column(Boolean)
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     last_seen_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     erased_at = Column(DateTime(timezone=True))
@@ -194,7 +201,8 @@ class Attachment(Base):
 
 
 class CaseEvent(Base):
-    """Audit trail: created, status_changed, urgency_changed, viewed, note, assignment, erased."""
+    """Audit trail: created, status_changed, urgency_changed, viewed, note, reply, assignment,
+    erased."""
 
     __tablename__ = "case_events"
 

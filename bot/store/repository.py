@@ -228,6 +228,32 @@ def add_note(session: Session, *, case: Case, note: str, actor: str) -> CaseEven
     return _event(session, case, "note", actor, note=note)
 
 
+# Channels whose queue (bot/channels/inbox.py) delivers what is queued here.
+REPLY_CHANNELS = ("telegram", "sms", "whatsapp")
+
+
+def queue_reply(session: Session, *, case: Case, text: str, actor: str) -> Message:
+    """A caseworker's reply to the worker of ``case``, through the channel the worker used: it is
+    queued like the bot's replies and the channels' queue sends it (held while the worker has
+    sent STOP, or while WhatsApp's window is closed). In the transcript and the audit trail."""
+    text = (text or "").strip()
+    if not text:
+        raise StoreError("a reply needs some text")
+    contact = case.contact
+    if contact is None or contact.erased_at is not None or not contact.address:
+        raise StoreError(f"{case.reference}: the worker erased their data or cannot be reached")
+    if contact.channel not in REPLY_CHANNELS:
+        raise StoreError(f"{case.reference}: no channel to reply on ({contact.channel})")
+    message = add_message(
+        session, contact=contact, case=case, direction="out", text=text,
+        language=case.language, author=actor,
+    )  # fmt: skip
+    message.status = "queued"
+    message.next_attempt_at = utcnow()
+    _event(session, case, "reply", actor, {"message": message.id, "channel": contact.channel})
+    return message
+
+
 def record_view(session: Session, *, case: Case, actor: str) -> None:
     _event(session, case, "viewed", actor)
 
