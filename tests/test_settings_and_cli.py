@@ -109,12 +109,21 @@ def test_cases_list_and_show(tmp_path):
     missing = run_cli("cases", "show", "HX-000000", env=env)
     assert missing.returncode == 2 and b"no case" in missing.stderr
 
+    replied = run_cli("cases", "reply", case.reference, "We spoke to your agent.", env=env)
+    assert replied.returncode == 0, replied.stderr.decode()
+    assert b"queued on telegram" in replied.stdout
+    empty = run_cli("cases", "reply", case.reference, " ", env=env)
+    assert empty.returncode == 2 and b"needs some text" in empty.stderr
+
     db = Database(url, [key])
-    with db.session() as s:  # showing a case is audited
-        assert [e.kind for e in repo.find_case(s, reference=case.reference).events] == [
-            "created",
-            "viewed",
-        ]
+    with db.session() as s:  # showing a case is audited, and so is a reply
+        found = repo.find_case(s, reference=case.reference)
+        assert [e.kind for e in found.events] == ["created", "viewed", "reply"]
+        reply = found.messages[-1]
+        assert (reply.direction, reply.status, reply.text) == (
+            "out", "queued", "We spoke to your agent."
+        )  # for the running helpline's queue to send (tests/test_inbox.py)
+        assert reply.author.startswith("operator:")
     db.dispose()
 
 
