@@ -60,15 +60,15 @@ def _latin(ch: str) -> bool:
 
 def without_accents(text: str) -> str:
     """``text`` without diacritics, for a worker who chose cheaper SMS (Vietnamese "không dấu":
-    "Lương của bạn" -> "Luong cua ban"): letters the GSM-7 alphabet has keep their accent
-    (é, ü, à...), every other combining mark goes, so the SMS is GSM-7 wherever the language
-    allows it (160 characters a segment instead of 70). Other scripts are left as they are."""
+    "Lương của bạn" -> "Luong cua ban", "và" -> "va"): every accent of a Latin letter goes, as
+    the worker asked, so the SMS is GSM-7 (160 characters a segment instead of 70). Other
+    scripts are left as they are."""
     import unicodedata
 
     out = []
     for ch in text:
         ch = _GSM7_SUBSTITUTES.get(ch, ch)
-        if ch in _BASIC or ch in _EXTENSION or len(ch) > 1 or not _latin(ch):
+        if len(ch) > 1 or ch.isascii() or not _latin(ch):
             out.append(ch)
             continue
         decomposed = unicodedata.normalize("NFD", ch)

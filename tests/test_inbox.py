@@ -182,7 +182,7 @@ def test_provider_500_and_429_are_retried_and_sent_once(inbox, fakes):
 def test_provider_that_keeps_failing_marks_the_reply_failed(inbox, fakes):
     _, twilio = fakes
     twilio.fail_next(503, 10, twilio_error(503, 20503))
-    inbox.accept(Inbound("sms", "+9771", "SM3", "help"))
+    inbox.accept(Inbound("sms", "+9771", "SM3", "talab aayena"))
     run(drain(inbox))
     assert statuses(inbox, "out") == ["failed"]
     assert inbox.notifier.events[-1]["reason"] == "undelivered"
@@ -225,6 +225,15 @@ def test_stop_is_confirmed_once_then_everything_is_held_until_start(inbox, fakes
         "OK. You will get our messages again.",
         "re: start",
     ]  # what was held while stopped stays held (for the caseworkers), nothing old arrives
+
+
+def test_a_keyword_reply_is_sent_once_when_rasa_fails_and_is_retried(inbox, fakes):
+    telegram, _ = fakes
+    inbox.on_new_message.failures = 2
+    inbox.accept(Inbound("telegram", "31", "310", "help"))
+    run(drain(inbox))
+    help_info = Translations().text("en", texts.HELP_INFO, stop="STOP")
+    assert [m["text"] for m in telegram.sent("sendMessage")] == [help_info, "re: help"]
 
 
 def test_stop_and_help_are_answered_in_the_workers_language(inbox, fakes):

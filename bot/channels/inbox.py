@@ -419,7 +419,13 @@ class Inbox:
     def _channel_reply(self, session, message: Message, language: str | None, text: str,
                        author: str = CHANNEL_AUTHOR, **values) -> Message:  # fmt: skip
         """Queues a reply of the channel itself, in the worker's language (delivered in order
-        with the dialogue's replies; a STOP confirmation passes the opt-out)."""
+        with the dialogue's replies; a STOP confirmation passes the opt-out). Once per message:
+        a message retried after Rasa failed does not get it twice."""
+        already = session.execute(
+            select(Message).where(Message.reply_to_id == message.id, Message.author == author)
+        ).scalar_one_or_none()
+        if already is not None:
+            return already
         out = repo.add_message(
             session,
             contact=message.contact,
