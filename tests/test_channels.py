@@ -270,3 +270,52 @@ def test_no_phone_number_chat_id_token_or_text_in_the_log(channels):
     for secret in (str(CHAT), PHONE, PHONE[1:], TOKEN, SECRET, AUTH,
                    "my boss took my passport yesterday"):  # fmt: skip
         assert secret not in log, secret
+
+
+def _replies_to(twilio, phone: str, more_than: int, timeout: float = 90) -> list[str]:
+    """Every SMS sent to ``phone`` once more than ``more_than`` arrived and 3 s passed quietly."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        bodies = [r["params"]["Body"] for r in twilio.requests if r["params"].get("To") == phone]
+        if len(bodies) != last:
+            last, since = len(bodies), time.monotonic()
+        elif len(bodies) > more_than and time.monotonic() - since > 3:
+            return bodies
+        time.sleep(0.2)
+    return bodies
+
+
+def test_vietnamese_sms_worker_is_offered_sms_without_accents_then_stops(channels):
+    """Through the real server and action server: the dialogue keeps the worker's language on
+    the contact, so the channel offers SMS without accents in Vietnamese, once; the choice holds;
+    STOP is confirmed in Vietnamese and then nothing more is sent."""
+    from bot.sms import segments
+
+    server, _, twilio, _ = channels
+    phone = "+84901234567"
+
+    def say(text: str) -> None:
+        assert send_twilio(server, {**twilio_params("sms", text), "From": phone}) == 200
+
+    say("xin chào, tôi muốn hỏi về lương")
+    bodies = _replies_to(twilio, phone, 0)
+    assert "SMS KHÔNG DẤU" in bodies[-1]  # the offer, after the dialogue's reply
+    assert any(segments(b).encoding == "UCS-2" for b in bodies), bodies
+    count = len(bodies)
+    say("sms khong dau")
+    bodies = _replies_to(twilio, phone, count)
+    assert len(bodies) == count + 1  # the confirmation
+    count = len(bodies)
+    say("0")
+    bodies = _replies_to(twilio, phone, count)
+    menu = bodies[count:]
+    assert menu and all(segments(part).encoding == "GSM-7" for part in menu), menu
+    assert sum("SMS KHÔNG DẤU" in b for b in bodies) == 1  # offered once
+    count = len(bodies)
+    say("ngừng")
+    bodies = _replies_to(twilio, phone, count)
+    assert len(bodies) == count + 1 and "BAT DAU" in bodies[-1]  # without accents, as chosen
+    say("xin chào")
+    time.sleep(5)
+    assert len(_replies_to(twilio, phone, 0, timeout=5)) == count + 1  # nothing after STOP
