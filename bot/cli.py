@@ -216,11 +216,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     model = train(locales_dir=Path(args.locales), models_dir=Path(args.models_dir))
     host, port = args.host, args.port
+    from bot.channels.config import load as channel_settings
+
+    simulator = (
+        f"http://{host}:{port}/webhooks/simulator/"
+        if channel_settings().simulator
+        else "off (HELPLINE_SIMULATOR=true to serve it)"
+    )
     print(
         f"""
 The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1:{args.actions_port}
 (Ctrl-C stops both). To talk to it:
 
+  chat as a worker on SMS, WhatsApp or Telegram, in a browser:  {simulator}
   chat as a worker (Rasa's REST channel; "sender" is any name you choose):
     curl -s http://{host}:{port}/webhooks/rest/webhook -d '{{"sender": "me", "message": "hello"}}'
   understand a message:
@@ -368,6 +376,19 @@ def cmd_cases(args: argparse.Namespace) -> int:
                 repo.release_handoff(session, case=case, actor=actor)
                 print(f"{case.reference}: released; the bot answers this worker again")
                 return 0
+            if args.action == "reply":
+                try:
+                    message = repo.queue_reply(
+                        session, case=case, text=args.text or "", actor=actor
+                    )
+                except repo.StoreError as exc:
+                    raise CliError(str(exc)) from exc
+                opted_out = " (the worker sent STOP: held until START)" if (
+                    case.contact.opted_out
+                ) else ""
+                print(f"{case.reference}: reply queued on {message.channel}{opted_out}; the"
+                      " running helpline sends it")  # fmt: skip
+                return 0
             repo.record_view(session, case=case, actor=f"operator:{os.environ.get('USER', '?')}")
             detail = _case_detail(case)
         if args.format == "json":
@@ -450,10 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
-        "cases", help="list or show cases; release a handed-off conversation (operators)"
+        "cases",
+        help="list or show cases; reply to a worker; release a handed-off conversation",
     )
-    p.add_argument("action", choices=["list", "show", "release"])
+    p.add_argument("action", choices=["list", "show", "reply", "release"])
     p.add_argument("reference", nargs="?", help="case reference, for show (HX-123456)")
+    p.add_argument("text", nargs="?", help="for reply: the message to the worker")
     p.add_argument("--format", choices=["table", "json"], default="table")
     for name in ("status", "urgency", "language", "country", "category", "assigned-to"):
         p.add_argument(f"--{name}", help=f"only cases with this {name}")

@@ -81,7 +81,9 @@ def _sentences(text: str) -> list[str]:
     """``text`` cut after sentence ends (Latin, Devanagari/Bengali danda, Burmese) and lines."""
     out, start = [], 0
     for i, ch in enumerate(text):
-        if ch in _SENTENCE_END and (i + 1 == len(text) or text[i + 1] in " \n"):
+        # A line always ends here (a menu's "3 Check your case" must not be cut in two); a full
+        # stop only before a space or the end ("RM1.5" goes on).
+        if ch == "\n" or (ch in _SENTENCE_END and (i + 1 == len(text) or text[i + 1] in " \n")):
             out.append(text[start : i + 1].strip())
             start = i + 1
     if text[start:].strip():

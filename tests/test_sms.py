@@ -27,3 +27,19 @@ from bot.sms import segments
 def test_segments(text, encoding, units, count):
     s = segments(text)
     assert (s.encoding, s.units, s.count) == (encoding, units, count)
+
+
+def test_a_menu_is_split_between_its_lines_never_inside_one():
+    """A worker must never get "3 Check your" in one SMS and "case" in the next: line ends are
+    cut points like sentence ends (the web simulator showed Bengali and Vietnamese menus cut)."""
+    from actions import messages
+    from bot.i18n import Translations
+    from bot.sms import split_for_sms
+
+    translations = Translations()
+    for language in ("bn", "vi", "my", "ne", "th"):
+        menu = translations.text(language, messages.MENU)
+        parts = split_for_sms(menu, 4)
+        assert len(parts) > 1, language  # long enough to need cutting
+        lines = [line for part in parts for line in part.split(" ", 1)[1].splitlines()]
+        assert lines == menu.splitlines(), (language, parts)

@@ -28,6 +28,8 @@ class ChannelSettings:
     media_max_bytes: int
     max_attempts: int
     retry_base_seconds: float
+    env: str = "development"  # HELPLINE_ENV
+    simulator: bool = False  # the local web simulator (bot/channels/simulator.py) is served
 
     @property
     def telegram_on(self) -> bool:
@@ -42,12 +44,25 @@ class ChannelSettings:
         )
 
 
+def simulator_enabled(env: str, flag: str) -> bool:
+    """The web simulator is on in development unless ``HELPLINE_SIMULATOR`` says otherwise, and
+    anywhere else (test, production) only when ``HELPLINE_SIMULATOR`` explicitly says true: it
+    lets whoever reaches the server chat as a worker."""
+    flag = flag.strip().lower()
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    if flag in ("0", "false", "no", "off"):
+        return False
+    return env == "development"
+
+
 def load(environ: Mapping[str, str] | None = None) -> ChannelSettings:
     env = os.environ if environ is None else environ
 
     def get(name: str, default: str = "") -> str:
         return (env.get(name) or default).strip()
 
+    helpline_env = get("HELPLINE_ENV", "development").lower()
     return ChannelSettings(
         public_url=get("HELPLINE_PUBLIC_URL").rstrip("/"),
         telegram_token=get("TELEGRAM_BOT_TOKEN"),
@@ -63,4 +78,6 @@ def load(environ: Mapping[str, str] | None = None) -> ChannelSettings:
         media_max_bytes=int(get("HELPLINE_MEDIA_MAX_BYTES", str(20 * 1024 * 1024))),
         max_attempts=int(get("HELPLINE_CHANNEL_MAX_ATTEMPTS", "5")),
         retry_base_seconds=float(get("HELPLINE_CHANNEL_RETRY_SECONDS", "2")),
+        env=helpline_env,
+        simulator=simulator_enabled(helpline_env, get("HELPLINE_SIMULATOR")),
     )
