@@ -10,7 +10,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help install run train test test-fast lint bench-nlu bench clean i18n-extract i18n-update i18n-compile sms-report
+.PHONY: help install browser run train test test-fast lint bench-nlu bench clean i18n-extract i18n-update i18n-compile sms-report
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,13 +26,24 @@ help: ## list the targets
 
 install: .venv/.installed ## install everything that is missing
 
+# Debian's chromium, for the web simulator's browser test (Playwright drives it; Playwright's own
+# browser downloads are never used). apt-get only when it is missing; sudo when not root.
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser: ## install chromium (apt-get) for the browser test, if /usr/bin/chromium is missing
+	@if [ -x "$(CHROMIUM)" ]; then echo ">> chromium is installed: $$($(CHROMIUM) --version 2>/dev/null)"; \
+	else echo ">> installing chromium with apt-get, for the simulator's browser test (first time: a few minutes)"; \
+	  $(SUDO) apt-get update -q \
+	  && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+	  && echo ">> chromium installed: $$(/usr/bin/chromium --version 2>/dev/null)"; fi
+
 train: install ## train the model if there is none or its inputs changed
 	$(RUN) helpline train
 
 run: install ## install, train if needed, start the helpline and print how to talk to it
 	$(RUN) helpline run
 
-test: install ## install and run the whole test suite (lint, then tests; trains a model; ~10 min)
+test: install browser ## install and run the whole test suite (lint, then tests; trains a model; ~10 min)
 	$(RUN) ruff check bot nlu actions tests
 	$(RUN) pytest -ra
 

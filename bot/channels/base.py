@@ -19,9 +19,44 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.channels import config as channel_config
-from bot.channels.inbox import Inbound, Inbox, Sender
+from bot.channels.inbox import Inbound, Inbox, Sender, SendError
 
 logger = logging.getLogger(__name__)
+
+SIMULATED_PREFIX = "sim:"  # addresses of the web simulator's workers (bot/channels/simulator.py)
+
+
+class SenderRouter(Sender):
+    """One channel's sender in the shared queue, chosen by the address: the provider's sender for
+    real addresses, the simulator's for simulated ones (``sim:...``). Neither ever gets the
+    other's: with Twilio or Telegram configured, a simulated worker's reply still never reaches
+    them, and a real worker's never lands in the simulator. No Twilio or Telegram address starts
+    with ``sim:`` (phone numbers, ``whatsapp:+...``, numeric chat ids)."""
+
+    def __init__(self) -> None:
+        self.provider: Sender | None = None
+        self.simulator: Sender | None = None
+
+    def _for(self, address: str) -> Sender:
+        if str(address).startswith(SIMULATED_PREFIX):
+            if self.simulator is None:
+                raise SendError("no_simulator")
+            return self.simulator
+        if self.provider is None:
+            raise SendError("no_sender")
+        return self.provider
+
+    async def send(self, channel: str, address: str, text: str, buttons):
+        return await self._for(address).send(channel, address, text, buttons)
+
+    async def delete(self, address: str, message_ids: list[str]) -> int:
+        return await self._for(address).delete(address, message_ids)
+
+    async def download(self, ref: str, limit: int) -> bytes:
+        # Only real messages carry media (the simulator sends none): the provider fetches it.
+        if self.provider is None:
+            raise SendError("no_sender")
+        return await self.provider.download(ref, limit)
 
 
 class Rejected(Exception):
@@ -30,6 +65,8 @@ class Rejected(Exception):
 
 class HelplineChannel(InputChannel):
     """Base of our input channels; ``name()`` is the URL prefix (/webhooks/<name>/webhook)."""
+
+    simulated = False  # True for the web simulator: its senders serve ``sim:`` addresses only
 
     def __init__(self, settings: channel_config.ChannelSettings | None = None) -> None:
         self.settings = settings or channel_config.load()
@@ -65,7 +102,13 @@ class HelplineChannel(InputChannel):
         if self._inbox is None:
             self._inbox = shared_inbox(self.settings)
             for channel, sender in self.senders().items():
-                self._inbox.senders[channel] = sender
+                router = self._inbox.senders.get(channel)
+                if not isinstance(router, SenderRouter):
+                    router = self._inbox.senders[channel] = SenderRouter()
+                if self.simulated:
+                    router.simulator = sender
+                else:
+                    router.provider = sender
         return self._inbox
 
     def blueprint(self, on_new_message: Callable[[Any], Awaitable[Any]]) -> Blueprint:
