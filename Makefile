@@ -71,8 +71,9 @@ i18n-update: install ## bring every pack's messages.po up to date with messages.
 i18n-compile: install ## compile the catalogues to .mo (checks them; the bot itself reads the .po files)
 	$(PYBABEL) compile -d locales -D messages --statistics
 
-bench: install ## concurrent conversations through the REST channel, ours next to stock Rasa (~10 min)
+bench: install ## concurrent conversations (REST, then the signed Twilio webhook), ours next to stock Rasa (~20 min)
 	$(RUN) python tests/bench/bench_dialogue.py --write docs/benchmarks.md
+	$(RUN) python tests/bench/bench_channels.py --write docs/benchmarks.md
 
 sms-report: install ## SMS segments of every response in every language (G = GSM-7, U = UCS-2)
 	$(RUN) python -m bot.i18n

@@ -53,6 +53,15 @@ def stock_script(i: int) -> list[str]:
     return ["hello", "I am sad", "yes", "great", "bye", "hi"]
 
 
+def concurrently(conversation, items: list) -> tuple[list, float]:
+    """Runs ``conversation(item)`` for every item at once (one thread each); what they return,
+    concatenated, and the wall time."""
+    t0 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(len(items)) as pool:
+        results = [r for rs in pool.map(conversation, items) for r in rs]
+    return results, time.perf_counter() - t0
+
+
 def drive(base: str, scripts: list[list[str]]) -> tuple[list[float], float]:
     """Runs the conversations concurrently (one thread each); latency of every message."""
 
@@ -65,10 +74,7 @@ def drive(base: str, scripts: list[list[str]]) -> tuple[list[float], float]:
             times.append(time.perf_counter() - t0)
         return times
 
-    t0 = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(len(scripts)) as pool:
-        latencies = [t for ts in pool.map(conversation, scripts) for t in ts]
-    return latencies, time.perf_counter() - t0
+    return concurrently(conversation, scripts)
 
 
 def stock_server(tmp: Path):
@@ -111,12 +117,38 @@ def stock_server(tmp: Path):
     return base, stop, train_s
 
 
+def p50_p95(values: list[float]) -> tuple[float, float]:
+    return statistics.median(values), statistics.quantiles(values, n=20)[18]
+
+
 def row(name: str, latencies: list[float], wall: float) -> str:
-    q = statistics.quantiles(latencies, n=20)
+    p50, p95 = p50_p95(latencies)
     return (
         f"| {name} | {len(latencies)} | {len(latencies) / wall:.1f} | "
-        f"{statistics.median(latencies) * 1000:.0f} | {q[18] * 1000:.0f} |"
+        f"{p50 * 1000:.0f} | {p95 * 1000:.0f} |"
     )
+
+
+def machine() -> str:
+    """The machine a table was measured on, for its "Measured ..." line."""
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores"
+        f" ({platform.python_implementation()} {platform.python_version()})"
+    )
+
+
+def write_section(path: str | Path, key: str, heading: str, table: str) -> None:
+    """Replaces the text between ``<!-- key:begin -->`` and ``<!-- key:end -->`` in a markdown
+    file with ``table``; a file without them gets ``heading`` and the block at its end."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
+    block = f"{begin}\n{table}\n{end}"
+    if begin in text:
+        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
+    else:
+        text += f"\n{heading}\n\n{block}\n"
+    path.write_text(text, encoding="utf-8")
 
 
 def main() -> int:
@@ -161,9 +193,7 @@ def main() -> int:
 
     table = "\n".join(
         [
-            f"Measured {dt.date.today().isoformat()} on {platform.machine()},"
-            f" {os.cpu_count()} cores"
-            f" ({platform.python_implementation()} {platform.python_version()}); "
+            f"Measured {dt.date.today().isoformat()} on {machine()}; "
             f"{args.workers} concurrent conversations x 6 messages x {args.rounds} rounds each;"
             f" stock training took {stock_train:.0f} s.",
             "",
@@ -174,15 +204,7 @@ def main() -> int:
     )
     print(table)
     if args.write:
-        path = Path(args.write)
-        text = path.read_text(encoding="utf-8")
-        begin, end = "<!-- bench-dialogue:begin -->", "<!-- bench-dialogue:end -->"
-        block = f"{begin}\n{table}\n{end}"
-        if begin in text:
-            text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
-        else:
-            text += f"\n## Dialogue throughput (`make bench`)\n\n{block}\n"
-        path.write_text(text, encoding="utf-8")
+        write_section(args.write, "bench-dialogue", "## Dialogue throughput (`make bench`)", table)
     return 0
 
 
