@@ -16,8 +16,12 @@ import hashlib
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -213,6 +217,92 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+class Supervisor:
+    """Keeps a child process (the action server) running while the helpline runs.
+
+    When it exits while it should be running, it is started again after ``backoff`` seconds,
+    doubled after each restart up to ``max_backoff`` (and back to ``backoff`` once a process has
+    stayed up that long), with one log line per restart: the exit code, nothing else. A clean
+    exit (code 0, SIGINT, SIGTERM, SIGHUP) is what a Ctrl-C or a stop of the whole process group
+    looks like, so it is given ``grace`` seconds for our own shutdown to begin before it counts
+    as unexpected. ``stop`` terminates the process; nothing is restarted after it.
+    """
+
+    CLEAN_EXITS = (0, -signal.SIGINT, -signal.SIGTERM, -signal.SIGHUP)
+
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        name: str = "action server",
+        cwd: Path | None = None,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        grace: float = 10.0,
+    ) -> None:
+        self.command, self.name, self.cwd = list(command), name, cwd
+        self.backoff, self.max_backoff, self.grace = backoff, max_backoff, grace
+        self.restarts = 0
+        self.process: subprocess.Popen | None = None
+        self._started = 0.0
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()  # spawning and stopping never interleave
+        self._thread: threading.Thread | None = None
+
+    def _spawn(self) -> None:
+        self.process = subprocess.Popen(self.command, cwd=self.cwd)
+        self._started = time.monotonic()
+
+    def start(self) -> Supervisor:
+        self._spawn()
+        self._thread = threading.Thread(
+            target=self._watch, name=f"{self.name} supervisor", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        delay = self.backoff
+        while True:
+            code = self.process.wait()
+            if time.monotonic() - self._started >= self.max_backoff:
+                delay = self.backoff  # it had been up a while: not a crash loop
+            if code in self.CLEAN_EXITS and self._stopping.wait(self.grace):
+                return  # our own shutdown: Ctrl-C or a stop of the process group
+            if self._stopping.is_set():
+                return
+            self.restarts += 1
+            logger.warning(
+                "%s exited unexpectedly (exit code %s); restart %d in %g s",
+                self.name, code, self.restarts, delay,
+            )  # fmt: skip
+            if self._stopping.wait(delay):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                try:
+                    self._spawn()
+                except OSError as exc:
+                    logger.error("%s could not be restarted (%s)", self.name, exc)
+                    return
+            delay = min(delay * 2, self.max_backoff)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._lock:
+            self._stopping.set()
+            process = self.process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=timeout)
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     model = train(locales_dir=Path(args.locales), models_dir=Path(args.models_dir))
     host, port = args.host, args.port
@@ -238,24 +328,17 @@ The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1
 """,
         file=sys.stderr,
     )
-    import subprocess
-
     endpoints = yaml.safe_load(Path(args.endpoints).read_text(encoding="utf-8")) or {}
     endpoints["action_endpoint"] = {"url": f"http://127.0.0.1:{args.actions_port}/webhook"}
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as tmp:
         yaml.safe_dump(endpoints, tmp)
-    actions = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rasa_sdk",
-            "--actions",
-            "actions",
-            "--port",
-            str(args.actions_port),
-        ],
+    # Restarted if it dies (with backoff) while Rasa runs: the channels' queue retries the
+    # messages that came in meanwhile.
+    actions = Supervisor(
+        [sys.executable, "-m", "rasa_sdk", "--actions", "actions",
+         "--port", str(args.actions_port)],
         cwd=ROOT,
-    )
+    ).start()  # fmt: skip
     from rasa.__main__ import main as rasa_main
 
     # The channels' queue checks the action server before handing it a worker's message.
@@ -279,8 +362,7 @@ The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1
     try:
         rasa_main()
     finally:
-        actions.terminate()
-        actions.wait(timeout=30)
+        actions.stop()
         os.unlink(tmp.name)
     return 0
 

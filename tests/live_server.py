@@ -32,10 +32,11 @@ def call(url, body=None, timeout=60):
 
 
 class LiveServer:
-    def __init__(self, base: str, log: Path, database_url: str) -> None:
+    def __init__(self, base: str, log: Path, database_url: str, process=None) -> None:
         self.base = base
         self.log = log
         self.database_url = database_url
+        self.process = process  # the `helpline run` subprocess.Popen (its own process group)
 
     def say(self, sender: str, text: str) -> list[str]:
         """What the worker gets back for ``text``."""
@@ -46,9 +47,16 @@ class LiveServer:
         return call(f"{self.base}/conversations/{sender}/tracker")
 
 
-def start(tmp: Path, extra_env: dict | None = None, sql_tracker_store: bool = True):
+def start(
+    tmp: Path,
+    extra_env: dict | None = None,
+    sql_tracker_store: bool = True,
+    log_name: str = "server.log",
+):
     """Starts `helpline run`; returns (LiveServer, stop function). Without
-    ``sql_tracker_store`` Rasa keeps trackers in memory (as a stock project does)."""
+    ``sql_tracker_store`` Rasa keeps trackers in memory (as a stock project does). The case
+    store and the tracker store are files in ``tmp``: starting again on the same ``tmp`` (with
+    another ``log_name``, to keep the first run's log) resumes on the same databases."""
     endpoints = tmp / "endpoints.yml"
     endpoints.write_text(
         "tracker_store:\n  type: bot.tracker_store.HelplineTrackerStore\n  dialect: sqlite\n"
@@ -58,7 +66,7 @@ def start(tmp: Path, extra_env: dict | None = None, sql_tracker_store: bool = Tr
     )
     database_url = f"sqlite:///{tmp / 'cases.db'}"
     port, actions_port = free_port(), free_port()
-    log_path = tmp / "server.log"
+    log_path = tmp / log_name
     log = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run", "--port", str(port),
@@ -94,4 +102,4 @@ def start(tmp: Path, extra_env: dict | None = None, sql_tracker_store: bool = Tr
                 stop()
                 pytest.fail("server did not start:\n" + log_path.read_text()[-3000:])
             time.sleep(1)
-    return LiveServer(base, log_path, database_url), stop
+    return LiveServer(base, log_path, database_url, proc), stop

@@ -69,7 +69,7 @@ class Recording(Sender):
     def __init__(self) -> None:
         self.sent = []
 
-    async def send(self, channel, address, text, buttons):
+    async def send(self, channel, address, text, buttons, parts_sent=0):
         self.sent.append(address)
         return "id"
 

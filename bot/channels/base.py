@@ -46,8 +46,8 @@ class SenderRouter(Sender):
             raise SendError("no_sender")
         return self.provider
 
-    async def send(self, channel: str, address: str, text: str, buttons):
-        return await self._for(address).send(channel, address, text, buttons)
+    async def send(self, channel: str, address: str, text: str, buttons, parts_sent: int = 0):
+        return await self._for(address).send(channel, address, text, buttons, parts_sent)
 
     async def delete(self, address: str, message_ids: list[str]) -> int:
         return await self._for(address).delete(address, message_ids)

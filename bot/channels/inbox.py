@@ -27,6 +27,7 @@ closed 24-hour window refuses goes by SMS to the same number when the worker agr
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import datetime as dt
 import logging
@@ -59,14 +60,51 @@ class Inbound:
     chat_message_id: str | None = None  # Telegram: the message's id in the chat
 
 
-class SendError(Exception):
-    """A provider refused a reply. ``retry``: may pass (429, 5xx); ``hold``: keep it for later."""
+# Rasa 3.6 catches an action that fails (its server died, refused, timed out), logs "Encountered
+# an exception while running action ..." from rasa.core.processor and finishes the turn without
+# that action's events or reply. The queue must see that, per turn: the record is logged inside
+# the task processing the message, so a context variable set there collects it.
+_TURN_FAILURES: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "helpline_turn_failures", default=None
+)
+RASA_ACTION_FAILED = "Encountered an exception while running action"
 
-    def __init__(self, code: str, *, retry: bool = False, hold: bool = False) -> None:
+
+class _ActionFailureWatch(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        failures = _TURN_FAILURES.get()
+        if failures is not None and str(record.msg).startswith(RASA_ACTION_FAILED):
+            failures.append(record.levelno)
+
+
+def watch_action_failures() -> None:
+    """Attaches the watch to Rasa's processor logger, once."""
+    rasa_logger = logging.getLogger("rasa.core.processor")
+    if not any(isinstance(h, _ActionFailureWatch) for h in rasa_logger.handlers):
+        rasa_logger.addHandler(_ActionFailureWatch(logging.ERROR))
+
+
+class SendError(Exception):
+    """A provider refused a reply. ``retry``: may pass (429, 5xx); ``hold``: keep it for later.
+    ``parts_sent``: parts of the reply the provider had taken before it refused one (counting
+    those of earlier tries), so that a retry sends only the rest; ``first_id``: the provider's id
+    of the reply's first part, when it went out."""
+
+    def __init__(
+        self,
+        code: str,
+        *,
+        retry: bool = False,
+        hold: bool = False,
+        parts_sent: int = 0,
+        first_id: str | None = None,
+    ) -> None:
         super().__init__(code)
         self.code = code[:64]
         self.retry = retry
         self.hold = hold
+        self.parts_sent = parts_sent
+        self.first_id = first_id
 
 
 class TooLarge(Exception):
@@ -80,7 +118,16 @@ class TooLarge(Exception):
 class Sender:
     """Sends one reply to one address through a provider; returns the provider's message id."""
 
-    async def send(self, channel: str, address: str, text: str, buttons: list[tuple[str, str]]):
+    async def send(
+        self,
+        channel: str,
+        address: str,
+        text: str,
+        buttons: list[tuple[str, str]],
+        parts_sent: int = 0,
+    ):
+        """Sends one reply; returns the provider's message id. A provider that splits a reply
+        into parts (SMS) skips the first ``parts_sent``, which went out in an earlier try."""
         raise NotImplementedError
 
     async def delete(self, address: str, message_ids: list[str]) -> int:
@@ -156,6 +203,7 @@ class Inbox:
         self.translations = Translations()
         self.notifier = notifier
         self.actions_health_url = actions_health_url
+        watch_action_failures()
         self.on_new_message: Callable[[Any], Awaitable[Any]] | None = None
         self._locks: dict[int, asyncio.Lock] = {}
         self._loop_task: asyncio.Task | None = None
@@ -289,6 +337,7 @@ class Inbox:
         from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
         collector = CollectingOutputChannel()
+        failures = _TURN_FAILURES.set([])
         try:
             await self.on_new_message(
                 UserMessage(
@@ -301,6 +350,14 @@ class Inbox:
             )
         except Exception as exc:  # noqa: BLE001 - Rasa failed: retried, then a caseworker
             raise ProcessingError(type(exc).__name__) from exc
+        finally:
+            failed_actions = _TURN_FAILURES.get()
+            _TURN_FAILURES.reset(failures)
+        if failed_actions:
+            # Rasa finished the turn without the action's reply (the action server died or
+            # refused mid-turn): the worker got no answer, so the message is retried like any
+            # failure, then goes to a caseworker; it is never marked done unanswered.
+            raise ProcessingError("action_failed")
         replies = [r["text"] for r in collector.messages if r.get("text")]
         if channel == "telegram" and any(
             r.get("custom") == QUICK_EXIT_REQUEST for r in collector.messages
@@ -516,6 +573,7 @@ class Inbox:
                     out.error = "opted_out"
                     continue
                 out_id, channel, address, text = out.id, out.channel, contact.address, out.text
+                parts_sent = out.parts_sent or 0
                 if channel == "sms" and address and address.startswith(WHATSAPP_PREFIX):
                     address = address[len(WHATSAPP_PREFIX):]  # the WhatsApp reply's SMS fallback
                 if channel == "sms" and contact.sms_plain:
@@ -524,7 +582,9 @@ class Inbox:
             try:
                 if sender is None or not address:
                     raise SendError("no_sender" if sender is None else "no_address")
-                provider_id = await sender.send(channel, address, text, buttons_of(text))
+                provider_id = await sender.send(
+                    channel, address, text, buttons_of(text), parts_sent=parts_sent
+                )
             except SendError as exc:
                 if not self._send_failed(out_id, exc):
                     return
@@ -532,7 +592,7 @@ class Inbox:
             with self.db.session() as session:
                 out = session.get(Message, out_id)
                 out.status = "sent"
-                out.provider_id = str(provider_id) if provider_id else None
+                out.provider_id = str(provider_id) if provider_id else out.provider_id
                 out.error = None
 
     def window_closed(self, out: Message) -> None:
@@ -558,6 +618,10 @@ class Inbox:
             out = session.get(Message, out_id)
             out.attempts = (out.attempts or 0) + 1
             out.error = exc.code
+            if exc.parts_sent > (out.parts_sent or 0):
+                # Those parts reached the provider: a retry must not send them again.
+                out.parts_sent = exc.parts_sent
+                out.provider_id = out.provider_id or exc.first_id
             if exc.hold and exc.code == "twilio_63016":
                 self.window_closed(out)
                 return True

@@ -213,8 +213,8 @@ class SimulatedSender(Sender):
             raise SendError("not_simulated")
         return str(address)[len(SIMULATED_PREFIX) :]
 
-    async def send(self, channel: str, address: str, text: str, buttons):
-        return await self.inner.send(channel, self.worker(address), text, buttons)
+    async def send(self, channel: str, address: str, text: str, buttons, parts_sent: int = 0):
+        return await self.inner.send(channel, self.worker(address), text, buttons, parts_sent)
 
     async def delete(self, address: str, message_ids: list[str]) -> int:
         return await self.inner.delete(self.worker(address), message_ids)

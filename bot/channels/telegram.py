@@ -75,7 +75,8 @@ class TelegramSender(Sender):
             raise TooLarge(len(data))
         return data
 
-    async def send(self, channel: str, address: str, text: str, buttons) -> str:
+    async def send(self, channel: str, address: str, text: str, buttons, parts_sent=0) -> str:
+        # One Telegram message per reply: nothing to skip (``parts_sent`` is for SMS parts).
         from telegram import InlineKeyboardButton, InlineKeyboardMarkup
         from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 

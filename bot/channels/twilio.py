@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 from sanic import Blueprint, response
 from sanic.request import Request
@@ -33,17 +34,25 @@ class TwilioSender(Sender):
     def __init__(self, settings) -> None:
         self.settings = settings
         self._client = None
+        self._client_lock = threading.Lock()
 
     @property
     def client(self):
+        # Sends run in worker threads: the client is made once, under a lock, and published only
+        # once it points at TWILIO_API_BASE (two first sends at once must not race past that).
         if self._client is None:
-            from twilio.rest import Client
+            with self._client_lock:
+                if self._client is None:
+                    from twilio.rest import Client
 
-            self._client = Client(self.settings.twilio_account_sid, self.settings.twilio_auth_token)
-            self._client.api.base_url = self.settings.twilio_api_base
+                    client = Client(
+                        self.settings.twilio_account_sid, self.settings.twilio_auth_token
+                    )
+                    client.api.base_url = self.settings.twilio_api_base
+                    self._client = client
         return self._client
 
-    def _send_sync(self, channel: str, address: str, text: str) -> str:
+    def _send_sync(self, channel: str, address: str, text: str, parts_sent: int = 0) -> str:
         from twilio.base.exceptions import TwilioRestException
 
         if channel == "whatsapp":
@@ -59,7 +68,8 @@ class TwilioSender(Sender):
             else None
         )
         first = None
-        for part in parts:
+        # Parts an earlier try already sent are skipped: a worker never gets "(1/3)" twice.
+        for index, part in enumerate(parts[parts_sent:], start=parts_sent):
             kwargs = {"to": address, "from_": sender, "body": part}
             if callback:
                 kwargs["status_callback"] = callback
@@ -69,14 +79,16 @@ class TwilioSender(Sender):
                 if exc.code == WHATSAPP_WINDOW_CLOSED:
                     raise SendError("twilio_63016", hold=True) from exc
                 retry = exc.status == 429 or (exc.status or 0) >= 500
-                raise SendError(f"twilio_{exc.status}_{exc.code or ''}", retry=retry) from exc
+                raise SendError(f"twilio_{exc.status}_{exc.code or ''}", retry=retry,
+                                parts_sent=index, first_id=first) from exc  # fmt: skip
             except OSError as exc:  # connection errors, timeouts (requests' errors are OSErrors)
-                raise SendError(f"twilio_{type(exc).__name__}", retry=True) from exc
+                raise SendError(f"twilio_{type(exc).__name__}", retry=True, parts_sent=index,
+                                first_id=first) from exc  # fmt: skip
             first = first or message.sid
         return first
 
-    async def send(self, channel: str, address: str, text: str, buttons) -> str:
-        return await asyncio.to_thread(self._send_sync, channel, address, text)
+    async def send(self, channel: str, address: str, text: str, buttons, parts_sent=0) -> str:
+        return await asyncio.to_thread(self._send_sync, channel, address, text, parts_sent)
 
     def _download_sync(self, url: str, limit: int) -> bytes:
         import base64

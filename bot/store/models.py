@@ -168,6 +168,8 @@ class Message(Base):
     attempts = Column(Integer, nullable=False, default=0)
     next_attempt_at = Column(DateTime(timezone=True))
     error = Column(String(64))  # a short code (HTTP status, provider error), never content
+    # Outbound: parts of the reply (SMS parts) the provider already took; a retry sends the rest.
+    parts_sent = Column(Integer, nullable=False, default=0, server_default="0")
     reply_to_id = Column(Integer, ForeignKey("messages.id", ondelete="SET NULL"))
     media = Column(JSON)  # the provider's references to photos, voice notes, documents
     chat_message_id = Column(String(32))  # Telegram's message_id of an inbound message (quick exit)
