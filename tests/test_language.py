@@ -28,6 +28,17 @@ from bot.language import sticky_language
         ("vi", "id", 0.6, "gaji saya belum dibayar", None, "vi"),  # not sure enough
         ("bn", "en", 0.8, "english please", "en", "en"),  # asked for
         ("ne", None, 0.0, "", None, "ne"),
+        # Telegram's "/start" (every chat's first message) never sets or changes the language
+        (None, "en", 0.99, "/start", None, None),
+        ("th", "en", 0.99, "/start", None, "th"),
+        (None, "en", 0.99, "/help@HelplineBot", None, None),
+        # another language's own script switches, even without spaces between words
+        ("en", "th", 1.0, "นายจ้างไม่จ่ายเงินเดือน", None, "th"),
+        ("en", "my", 1.0, "လစာမပေးဘူး", None, "my"),
+        ("en", "bn", 1.0, "বেতন পাইনি", None, "bn"),
+        ("bn", "ne", 1.0, "तलब पाइन", None, "ne"),
+        ("en", "th", 1.0, "ค่ะ", None, "en"),  # too short to be sure (3 letters)
+        ("th", "en", 0.99, "salary", None, "th"),  # Latin script still needs a few words
     ],
 )
 def test_sticky_language(current, detected, confidence, text, requested, expected):
