@@ -31,22 +31,18 @@ import signal
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from twilio.request_validator import RequestValidator
 
 from bot.cli import Supervisor
 from bot.sms import split_for_sms
 from bot.store import Database
 from bot.store.crypto import generate_key
 from bot.store.models import Message
-from tests.fake_providers import FakeTwilio, twilio_error
+from tests.fake_providers import FakeTwilio, signed_twilio_post, twilio_error
 from tests.live_server import call, start
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +51,6 @@ AUTH = "faults-twilio-auth-token"
 PUBLIC = "https://helpline.example.org"
 SMS_NUMBER = "+15550001111"
 WHATSAPP_SENDER = "whatsapp:+15550002222"
-WEBHOOK = "/webhooks/twilio/webhook"
 ENCRYPTION_KEY = generate_key()
 RETRY_SECONDS = 1.0  # HELPLINE_CHANNEL_RETRY_SECONDS: tries at 0, 1, 3, 7, 15 s, then caseworker
 FINAL = ("done", "caseworker")  # an inbound message's end states (bot/channels/inbox.py)
@@ -268,22 +263,7 @@ def crew(n: int) -> list[Worker]:
 
 def signed_post(base: str, form: dict) -> int | None:
     """The webhook call as Twilio makes it; its status, or None when the server did not answer."""
-    signature = RequestValidator(AUTH).compute_signature(PUBLIC + WEBHOOK, form)
-    request = urllib.request.Request(
-        base + WEBHOOK,
-        data=urllib.parse.urlencode(form).encode(),
-        headers={"Content-Type": "application/x-www-form-urlencoded",
-                 "X-Twilio-Signature": signature},
-        method="POST",
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:  # refused, reset: the server is down
-        return None
+    return signed_twilio_post(base, form, auth_token=AUTH, public_url=PUBLIC)
 
 
 def converse(base, twilio: Twilio, workers: list[Worker], turns: int, on_ack=None) -> None:
@@ -462,9 +442,8 @@ class Helpline:
         }
         self.warm_up = Worker(0, "sms")
         self.start()
-        # One reply before any concurrent ones: the server's twilio client is made on first use,
-        # and two first sends at once can leave it without TWILIO_API_BASE (bot/channels/
-        # twilio.py, TwilioSender.client), sending to the real API. Not what this file tests.
+        # One reply before the tests' own (not counted by them): the model, the action server
+        # and the twilio client are warm, so the tests' timings are of the faults alone.
         form = self.warm_up.form(self.warm_up.script(1)[0])
         self.warm_up.posted.append((form, signed_post(self.server.base, form)))
         assert wait_until(lambda: self.twilio.to(self.warm_up.address), timeout=60)

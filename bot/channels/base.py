@@ -111,10 +111,10 @@ class HelplineChannel(InputChannel):
                     router.provider = sender
         return self._inbox
 
-    def blueprint(self, on_new_message: Callable[[Any], Awaitable[Any]]) -> Blueprint:
-        blueprint = Blueprint(f"helpline_{self.name()}", __name__)
-        if not self.enabled:
-            logger.warning("%s channel is off: its credentials are not set", self.name())
+    def start_queue_with_server(
+        self, blueprint: Blueprint, on_new_message: Callable[[Any], Awaitable[Any]]
+    ) -> None:
+        """Starts the shared queue (processing, delivery, resuming) once the server runs."""
 
         @blueprint.listener("after_server_start")
         async def start_queue(app, loop) -> None:
@@ -122,6 +122,13 @@ class HelplineChannel(InputChannel):
                 inbox = self.inbox()
                 inbox.on_new_message = on_new_message
                 inbox.start()
+
+    def blueprint(self, on_new_message: Callable[[Any], Awaitable[Any]]) -> Blueprint:
+        blueprint = Blueprint(f"helpline_{self.name()}", __name__)
+        if not self.enabled:
+            logger.warning("%s channel is off: its credentials are not set", self.name())
+
+        self.start_queue_with_server(blueprint, on_new_message)
 
         @blueprint.route("/", methods=["GET"])
         async def health(request: Request) -> response.HTTPResponse:

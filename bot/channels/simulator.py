@@ -390,12 +390,7 @@ class SimulatorInput(HelplineChannel):
                 env,
             )
 
-        @blueprint.listener("after_server_start")
-        async def start_queue(app, loop) -> None:
-            if self.enabled:
-                inbox = self.inbox()
-                inbox.on_new_message = on_new_message
-                inbox.start()
+        self.start_queue_with_server(blueprint, on_new_message)
 
         def off() -> response.HTTPResponse:
             return response.json(

@@ -40,9 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -60,7 +57,7 @@ from tests.bench.bench_dialogue import (  # noqa: E402
     stock_server,
     write_section,
 )
-from tests.fake_providers import FakeTwilio  # noqa: E402
+from tests.fake_providers import FakeTwilio, signed_twilio_post  # noqa: E402
 from tests.live_server import call, start  # noqa: E402
 
 SID = "AC" + "5" * 32
@@ -68,7 +65,6 @@ AUTH = "bench-twilio-auth-token"
 PUBLIC = "https://helpline.example.org"
 SMS_NUMBER = "+15550001111"
 WHATSAPP_SENDER = "whatsapp:+15550002222"
-WEBHOOK = "/webhooks/twilio/webhook"
 TURN_TIMEOUT = 120.0  # seconds a worker waits for a reply before counting the message as lost
 PART = re.compile(r"^\((\d+)/(\d+)\) ")
 
@@ -147,23 +143,8 @@ def workers(n: int, turns: int, round_: int) -> list[Worker]:
     ]
 
 
-def signed_post(base: str, params: dict) -> int:
-    from twilio.request_validator import RequestValidator
-
-    signature = RequestValidator(AUTH).compute_signature(PUBLIC + WEBHOOK, params)
-    request = urllib.request.Request(
-        base + WEBHOOK,
-        data=urllib.parse.urlencode(params).encode(),
-        headers={"Content-Type": "application/x-www-form-urlencoded",
-                 "X-Twilio-Signature": signature},
-        method="POST",
-    )  # fmt: skip
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            response.read()
-            return response.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
+def signed_post(base: str, params: dict) -> int | None:
+    return signed_twilio_post(base, params, auth_token=AUTH, public_url=PUBLIC, timeout=60)
 
 
 class Store:
