@@ -11,7 +11,14 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-HELDOUT_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "heldout"
+DATA_DIR = Path(__file__).resolve().parent.parent / "tests" / "data"
+# The held-out set: never trained on; its errors have been read while improving the packs, so it
+# is a development set now.
+HELDOUT_DIR = DATA_DIR / "heldout"
+# The blind set: never trained on and never read by whoever tunes the packs or the pipeline (only
+# its aggregate scores are printed, by the benchmark; see tests/data/blind/README.md).
+BLIND_DIR = DATA_DIR / "blind"
+SETS = {"heldout": HELDOUT_DIR, "blind": BLIND_DIR}
 
 
 def load_heldout(directory: Path = HELDOUT_DIR) -> list[dict]:

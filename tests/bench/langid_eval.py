@@ -5,6 +5,7 @@ does (priors and deferral from each ``pack.yml``), normalises each held-out row 
 ``ScriptNormalizer`` does, and prints per-language accuracy and confusion counts.
 
     PYTHONPATH=. python tests/bench/langid_eval.py [--errors LANG ...] [--locales DIR]
+                                                  [--set heldout|blind]
 
 Columns: ``err`` wrong languages; ``flip`` wrong ones that would also move a conversation already
 in the right language (confidence >= 0.9 and >= 3 words); ``1st`` wrong ones that would set the
@@ -20,7 +21,7 @@ from collections import Counter, defaultdict
 from bot import locale_packs
 from bot.language import sticky_language
 from nlu.components.language import pack_examples
-from nlu.evaluation import load_heldout
+from nlu.evaluation import SETS, load_heldout
 from nlu.langid import FALLBACK_LANGUAGE, LanguageIdentifier
 from nlu.script import normalize
 
@@ -68,11 +69,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--locales", default="locales")
     parser.add_argument("--errors", nargs="*", default=[], help="languages whose errors to list")
+    parser.add_argument("--set", default="heldout", choices=list(SETS), help="evaluation set")
     args = parser.parse_args()
+    if args.errors and args.set == "blind":
+        parser.error("the blind set's rows are never printed (tests/data/blind/README.md)")
     start = time.perf_counter()
     identifier = train(args.locales)
     trained = time.perf_counter() - start
-    rows = load_heldout()
+    rows = load_heldout(SETS[args.set])
     result = score(identifier, rows)
     print(f"trained in {trained:.1f} s; {len(rows)} rows")
     print(f"{'lang':6} {'n':>4} {'acc':>6} {'err':>4} {'flip':>4} {'1st':>4}  confusions")
