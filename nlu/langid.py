@@ -66,11 +66,19 @@ class LanguageIdentifier:
         classifiers: dict[str, object],
         fallback: str = FALLBACK_LANGUAGE,
         priors: dict[str, float] | None = None,
+        defers_to: dict[str, str] | None = None,
     ) -> None:
         self.script_language = script_language
         self.classifiers = classifiers
         self.fallback = fallback
         self.priors = priors or {}
+        self.defers_to = defers_to or {}
+        # word -> examples using it / examples, per language of a shared script (from training)
+        self.word_rates: dict[str, dict[str, float]] = {}
+
+    def __setstate__(self, state: dict) -> None:
+        # models pickled before ``defers_to`` and ``word_rates`` existed still load
+        self.__dict__.update({"defers_to": {}, "word_rates": {}, **state})
 
     @classmethod
     def train(
@@ -99,12 +107,13 @@ class LanguageIdentifier:
         for text, language in examples:
             word_counts[language].update(_words(text))
             totals[language] += 1
+        rates = {
+            lang: {w: n / max(totals[lang], 1) for w, n in counts.items()}
+            for lang, counts in word_counts.items()
+        }
 
         def belongs_to(word: str, target: str, language: str) -> bool:
-            """``word`` is at least as common in ``target`` as in ``language``."""
-            ours = word_counts[language][word] / max(totals[language], 1)
-            theirs = word_counts[target][word] / max(totals[target], 1)
-            return theirs > 0 and theirs >= ours
+            return _belongs_to(rates, word, target, language)
 
         by_script: dict[str, list[tuple[str, str]]] = defaultdict(list)
         per_language: Counter = Counter()
@@ -135,7 +144,10 @@ class LanguageIdentifier:
                 continue
             pairs = [(t, lang) for t, lang in pairs if lang in major]
             classifiers[script] = _fit([t for t, _ in pairs], [lang for _, lang in pairs])
-        return cls(script_language, classifiers, fallback, priors)
+        identifier = cls(script_language, classifiers, fallback, priors, defers_to)
+        shared = {str(c) for clf in classifiers.values() for c in clf.classes_}
+        identifier.word_rates = {lang: rates[lang] for lang in shared if lang in rates}
+        return identifier
 
     def identify(self, text: str) -> LanguageGuess:
         script, share = _dominant_script(text)
@@ -143,19 +155,59 @@ class LanguageIdentifier:
             return LanguageGuess(self.fallback, 0.0, "")
         if script in self.classifiers:
             clf = self.classifiers[script]
-            probabilities = clf.predict_proba([text])[0]
-            weights = np.array([self.priors.get(c, 1.0) for c in clf.classes_])
-            probabilities = probabilities * weights / float(probabilities @ weights)
-            best = int(probabilities.argmax())
-            return LanguageGuess(
-                str(clf.classes_[best]), float(probabilities[best]) * share, script
-            )
+            classes = [str(c) for c in clf.classes_]
+            raw = clf.predict_proba([text])[0]
+            best = classes.index(self._defer(self._decide(classes, raw), text, classes))
+            weights = np.array([self.priors.get(c, 1.0) for c in classes])
+            weighted = raw * weights / float(raw @ weights)
+            return LanguageGuess(classes[best], float(weighted[best]) * share, script)
         if script in self.script_language:
             return LanguageGuess(self.script_language[script], share, script)
         if "Latn" in self.classifiers:  # a script no pack writes in: the best we can do
             guess = self.identify(strip_diacritics(text))
             return LanguageGuess(guess.language, 0.0, script)
         return LanguageGuess(self.fallback, 0.0, script)
+
+    def _decide(self, classes: list[str], raw: np.ndarray) -> str:
+        """The language, in two steps. A language that defers to another (Malay to Indonesian)
+        first competes together with it, their probabilities added, against the others: a
+        message that is surely Bahasa is not lost to English because it is unclear which
+        Bahasa. Then the priors decide between them, and between every other language."""
+        p = dict(zip(classes, (float(x) for x in raw), strict=True))
+        group = {c: self.defers_to[c] if self.defers_to.get(c) in p else c for c in p}
+        mass: dict[str, float] = defaultdict(float)
+        for c, head in group.items():
+            mass[head] += p[c] * self.priors.get(head, 1.0)
+        head = max(mass, key=mass.get)
+        members = [c for c in classes if group[c] == head]
+        return max(members, key=lambda c: p[c] * self.priors.get(c, 1.0))
+
+    def _defer(self, language: str, text: str, classes: list[str]) -> str:
+        """As in training: a message whose every word is at least as common in the language
+        ``language`` defers to (Malay: Indonesian), or else in the fallback (English), is that
+        language's. "ok", "menu", "hello sir" are English whichever pack's examples use them
+        too; "namaste", "tq", "ok la" are not."""
+        words = _words(text)
+        seen = {language}
+        while words and language != self.fallback:
+            for target in (self.defers_to.get(language), self.fallback):
+                if (
+                    target in classes
+                    and target not in seen
+                    and all(_belongs_to(self.word_rates, w, target, language) for w in words)
+                ):
+                    seen.add(target)
+                    language = target
+                    break
+            else:
+                break
+        return language
+
+
+def _belongs_to(rates: dict[str, dict[str, float]], word: str, target: str, language: str) -> bool:
+    """``word`` is at least as common in ``target``'s examples as in ``language``'s."""
+    theirs = rates.get(target, {}).get(word, 0.0)
+    return theirs > 0 and theirs >= rates.get(language, {}).get(word, 0.0)
 
 
 def _fit(texts: list[str], labels: list[str]):

@@ -70,3 +70,58 @@ def test_scripts_with_one_language_need_no_classifier(identifier):
         "Thai": "th",
     }
     assert set(identifier.classifiers) == {"Latn"}
+
+
+@pytest.fixture(scope="module")
+def pack_identifier():
+    """Trained as LanguageIdentifierComponent trains it: with each pack.yml's prior and deferral."""
+    from tests.bench.langid_eval import train
+
+    return train("locales")
+
+
+@pytest.mark.parametrize(
+    "text, language",
+    [
+        # every word as common in English examples as in any other pack's: English
+        ("ok", "en"),
+        ("menu", "en"),
+        ("hello sir", "en"),
+        # words other packs use more than English does
+        ("namaste", "ne"),
+        ("gaji sy blm dibayar 3 bulan", "id"),
+        ("majikan saya tak bayar gaji dah dua bulan", "ms"),
+    ],
+)
+def test_pack_settings_defer_universal_words_at_inference_too(pack_identifier, text, language):
+    assert pack_identifier.identify(normalize(text)[0]).language == language
+
+
+class _FixedClassifier:
+    classes_ = ["en", "id", "ms"]
+
+    def __init__(self, probabilities):
+        self.probabilities = probabilities
+
+    def predict_proba(self, texts):
+        import numpy as np
+
+        return np.array([self.probabilities])
+
+
+def test_a_deferring_language_competes_together_with_its_target():
+    """Surely Bahasa, unsure which: Indonesian, not English. With the Malay prior alone, English
+    (0.40) would beat Indonesian (0.25) and a down-weighted Malay (0.35 x 0.2)."""
+    identifier = LanguageIdentifier(
+        {},
+        {"Latn": _FixedClassifier([0.40, 0.25, 0.35])},
+        priors={"ms": 0.2},
+        defers_to={"ms": "id"},
+    )
+    assert identifier.identify("kerja sini").language == "id"
+    # Malay when it is clearly likelier than Indonesian, five times with prior 0.2
+    identifier.classifiers["Latn"] = _FixedClassifier([0.10, 0.10, 0.80])
+    assert identifier.identify("kerja sini").language == "ms"
+    # and English when English outweighs Bahasa as a whole
+    identifier.classifiers["Latn"] = _FixedClassifier([0.60, 0.20, 0.20])
+    assert identifier.identify("kerja sini").language == "en"

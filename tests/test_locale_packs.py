@@ -35,6 +35,8 @@ def test_check_reports_what_is_missing(tmp_path):
         (pack_dir / "pack.yml").read_text(encoding="utf-8").replace("code: en", "code: xx"),
         encoding="utf-8",
     )
+    for extra in (pack_dir / "nlu").glob("*.yml"):
+        extra.unlink()
     (pack_dir / "nlu" / "intents.yml").write_text(
         'version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hi\n    - HI\n'
         "- intent: wages\n  examples: |\n"

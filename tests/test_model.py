@@ -187,9 +187,10 @@ def test_a_new_language_is_a_new_folder(tmp_path):
     assert parser.parse("ខ្ញុំធ្វើការនៅថៃ")["entities"][0]["value"] == "TH"
 
 
-# What the model must keep reaching on the held-out set (never trained on). The product targets
-# are intent macro-F1 >= 0.85 and language identification >= 0.95 in every language; where a
-# floor here is lower, that language does not reach the target yet (see docs/benchmarks.md).
+# What the model must keep reaching on the held-out set and on the blind set (neither ever
+# trained on). The product targets are intent macro-F1 >= 0.85 and language identification >=
+# 0.95 in every language; where a floor here is lower, that language does not reach the target
+# yet (Malay: see docs/benchmarks.md). The blind set gives pass or fail here, never its rows.
 F1_FLOOR = 0.85
 LANGUAGE_FLOORS = {
     "en": 0.95,
@@ -198,7 +199,7 @@ LANGUAGE_FLOORS = {
     "my": 0.95,
     "vi": 0.95,
     "th": 0.95,
-    "id": 0.92,
+    "id": 0.95,
     "ms": 0.80,
 }
 
@@ -213,6 +214,21 @@ def heldout_scores(model):
 @pytest.mark.parametrize("language", sorted(LANGUAGE_FLOORS))
 def test_heldout_quality(heldout_scores, language):
     scores = heldout_scores[language]
+    assert scores["f1"] >= F1_FLOOR, scores
+    assert scores["lang_acc"] >= LANGUAGE_FLOORS[language], scores
+
+
+@pytest.fixture(scope="session")
+def blind_scores(model):
+    from nlu.evaluation import BLIND_DIR, evaluate, load_heldout
+
+    return evaluate(model, load_heldout(BLIND_DIR))
+
+
+@pytest.mark.parametrize("language", sorted(LANGUAGE_FLOORS))
+def test_blind_quality(blind_scores, language):
+    scores = blind_scores[language]
+    # only the figures, never a row: the assertion message shows n, f1 and lang_acc
     assert scores["f1"] >= F1_FLOOR, scores
     assert scores["lang_acc"] >= LANGUAGE_FLOORS[language], scores
 

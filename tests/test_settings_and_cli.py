@@ -121,7 +121,9 @@ def test_cases_list_and_show(tmp_path):
         assert [e.kind for e in found.events] == ["created", "viewed", "reply"]
         reply = found.messages[-1]
         assert (reply.direction, reply.status, reply.text) == (
-            "out", "queued", "We spoke to your agent."
+            "out",
+            "queued",
+            "We spoke to your agent.",
         )  # for the running helpline's queue to send (tests/test_inbox.py)
         assert reply.author.startswith("operator:")
     db.dispose()
