@@ -43,7 +43,7 @@ train: install ## train the model if there is none or its inputs changed
 run: install ## install, train if needed, start the helpline and print how to talk to it
 	$(RUN) helpline run
 
-test: install browser ## install and run the whole test suite (lint, then tests; trains a model; ~10 min)
+test: install browser ## install and run the whole test suite (lint, then tests; trains a model; 10-17 min)
 	$(RUN) ruff check bot nlu actions tests
 	$(RUN) pytest -ra
 
