@@ -9,6 +9,9 @@ Two steps:
    romanized Bengali and Nepali, Vietnamese with or without diacritics, Indonesian, Malay), a
    character n-gram logistic regression trained on those packs' examples decides. Vietnamese
    examples are also learnt with their diacritics removed, since many workers type them so.
+   A language that defers to another (a pack's ``langid_defers_to``: Malay to Indonesian) first
+   competes together with it, then the priors split them; a message made only of words the
+   fallback language (English) uses at least as often is the fallback's, as in training.
 
 Nothing here lists languages: the packs do. A new pack in a new script gets rule 1; a new pack in
 a shared script joins that script's classifier.

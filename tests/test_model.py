@@ -213,13 +213,6 @@ def heldout_scores(model):
     return evaluate(model, load_heldout())
 
 
-@pytest.mark.parametrize("language", sorted(LANGUAGE_FLOORS))
-def test_heldout_quality(heldout_scores, language):
-    scores = heldout_scores[language]
-    assert scores["f1"] >= F1_FLOOR, scores
-    assert scores["lang_acc"] >= LANGUAGE_FLOORS[language], scores
-
-
 @pytest.fixture(scope="session")
 def blind_scores(model):
     from nlu.evaluation import BLIND_DIR, evaluate, load_heldout
@@ -227,10 +220,11 @@ def blind_scores(model):
     return evaluate(model, load_heldout(BLIND_DIR))
 
 
+@pytest.mark.parametrize("evaluation_set", ["heldout", "blind"])
 @pytest.mark.parametrize("language", sorted(LANGUAGE_FLOORS))
-def test_blind_quality(blind_scores, language):
-    scores = blind_scores[language]
+def test_quality(request, evaluation_set, language):
     # only the figures, never a row: the assertion message shows n, f1 and lang_acc
+    scores = request.getfixturevalue(f"{evaluation_set}_scores")[language]
     assert scores["f1"] >= F1_FLOOR, scores
     assert scores["lang_acc"] >= LANGUAGE_FLOORS[language], scores
 
