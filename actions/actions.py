@@ -1,9 +1,11 @@
 """The Rasa actions: thin wrappers around ``actions.dialogue``.
 
 Every action runs in one store transaction and, before its own work:
+- treats signs of danger in any message as an emergency first (``Turn.danger``: the danger
+  detector's assessment in the parse result, the conversation's memory of weak signals);
 - stays quiet when the conversation is handed off to a person (only the message is added to the
-  case for the caseworker), except for emergencies;
-- treats signs of danger in any message as an emergency first;
+  case for the caseworker), except for a worker in danger, who gets short holding messages and
+  can say they are safe (``dialogue.hold``);
 - reads the message as the answer to the bot's last question when it is one (``awaiting``).
 """
 
@@ -37,18 +39,24 @@ class HelplineAction(Action):
         turn = Turn(dispatcher, tracker)
         with turn.services.database.session() as session:
             turn.session = session
-            if self.quiet_in_handoff and not turn.danger():
-                case = turn.handoff_case()
-                if case is not None:
-                    turn.record(case)  # for the caseworker; the bot says nothing
-                    return []
             if self.checks_danger and turn.danger():
                 dialogue.emergency(turn)
                 return turn.events
+            if self.quiet_in_handoff:
+                case = turn.handoff_case()
+                if case is not None and case.danger_kind and self.reads_context:
+                    dialogue.hold(turn, case)  # never silence for someone in danger
+                    turn.remember_signal()
+                    return turn.events
+                if case is not None:
+                    turn.record(case)  # for the caseworker; the bot says nothing
+                    turn.remember_signal()
+                    return turn.events
             if not (self.reads_context and dialogue.resolve_context(turn)):
                 self.handle(turn)
             turn.record()
             turn.keep_contact_language()
+            turn.remember_signal()
         return turn.events
 
 

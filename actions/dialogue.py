@@ -13,6 +13,7 @@ classifier thought of the message; anything else is a new request.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -47,6 +48,7 @@ MENU_COUNTRIES = ("MY", "TH", "HK", "SG", "TW", "QA")
 OTHER_COUNTRY = "XX"  # "another country": general answers, no country-specific content
 YES, NO = "1", "2"
 DANGER_SCORE = 0.3  # emergency score that counts as danger inside any message (README: measured)
+UNSPECIFIED = "unspecified"  # danger of a kind the detector did not name
 MAX_SECRET_FAILURES = 5
 SURE = 0.9  # classifier confidence for a worded yes/no to count where it cannot be undone
 INTAKE_SLOTS = (
@@ -157,10 +159,44 @@ class Turn:
         )
 
     def danger(self) -> bool:
-        """Signs of danger now in this message, whatever it was classified as."""
+        """Signs of danger now in this message, whatever it was classified as: see
+        ``danger_kind``."""
+        return self.danger_kind is not None
+
+    @functools.cached_property
+    def danger_kind(self) -> str | None:
+        """The kind of danger this message shows (``UNSPECIFIED`` when the kind is not known), or
+        None. Danger is: the danger detector's score over its threshold (``danger_kind`` in the
+        parse result, ``nlu.danger``); or the classifier's ``emergency`` intent; or a weak signal
+        (hopelessness, a farewell) right after another weak signal, or from a worker whose
+        danger no person has cleared yet. A bare number or a command word is never danger."""
         if self.choice or self.command:
-            return False
-        return self.intent == "emergency" or self.score("emergency") >= DANGER_SCORE
+            return None
+        kind = self.message.get("danger_kind")
+        if kind:
+            return str(kind)
+        if self.intent == "emergency" or self.score("emergency") >= DANGER_SCORE:
+            return UNSPECIFIED
+        if self.weak_signal and (self.slot("danger_signal") or self.flagged() is not None):
+            return "suicide"  # hopelessness, then a farewell: the risk is to their life
+        return None
+
+    @property
+    def weak_signal(self) -> bool:
+        return bool(self.message.get("danger_weak")) and not (self.choice or self.command)
+
+    def remember_signal(self) -> None:
+        """Keeps whether this message was a weak signal, for the next one (``danger_kind``)."""
+        weak = self.weak_signal or None
+        if self.tracker.get_slot("danger_signal") != weak and self.slot("danger_signal") != weak:
+            self.set("danger_signal", weak)
+
+    def flagged(self) -> Case | None:
+        """The worker's open case flagged as danger that no person has cleared."""
+        contact = self.contact()
+        if contact is None or self.session is None:
+            return None
+        return repo.flagged_case(self.session, contact=contact)
 
     # --- writing ---------------------------------------------------------------------------
     def t(self, message: str, **values: Any) -> str:
@@ -613,9 +649,10 @@ def check_secret(turn: Turn) -> None:
 
 
 # --- emergency and hand-off --------------------------------------------------------------------
-def alert(turn: Turn, case: Case, reason: str) -> None:
+def alert(turn: Turn, case: Case, reason: str, **extra: Any) -> None:
     turn.services.notifier.alert(
         {
+            **extra,
             "reason": reason,
             "case_ref": case.reference,
             "urgency": case.urgency,
@@ -650,12 +687,39 @@ def open_case_for_a_person(turn: Turn, *, urgency: str) -> tuple[Case, str | Non
 
 
 def emergency(turn: Turn) -> None:
-    """Raise (or open) the case to immediate, answer at once, tell the caseworkers."""
+    """Raise (or open) the case to immediate, flag it, answer at once for the kind of danger,
+    tell the caseworkers (the kind, never the worker's words)."""
+    kind = turn.danger_kind or UNSPECIFIED
+    flagged = turn.flagged()
+    already = flagged is not None and bool(flagged.handoff) and flagged.danger_kind == kind
     case, secret = open_case_for_a_person(turn, urgency="immediate")
-    repo.change_urgency(turn.session, case=case, urgency="immediate", actor="bot")
+    repo.flag_danger(turn.session, case=case, kind=kind)
     if (turn.tracker.active_loop or {}).get("name") == "grievance_form":
         turn.set("intake_case", case.reference)  # the report being filled in completes it
-    turn.say(m.EMERGENCY)
+    if already:
+        # The same danger again before a person answered: short, and the lines once more.
+        if kind == "suicide":
+            say_crisis_lines(turn)
+        turn.say(m.HOLDING_SUICIDE if kind == "suicide" else m.HOLDING)
+    else:
+        if kind == "suicide":
+            turn.say(m.EMERGENCY_SUICIDE)
+            say_crisis_lines(turn)
+        else:
+            turn.say(m.EMERGENCY_BY_KIND.get(kind, m.EMERGENCY))
+            say_emergency_contacts(turn)
+        if secret:
+            turn.say(m.CASE_FILED, case_ref=case.reference, secret=secret)
+        if kind != "third_party":  # the last line: the question the worker answers
+            turn.say(m.ASK_SAFE_NOW)
+    turn.set("awaiting", "safe")
+    if turn.tracker.get_slot("danger_signal"):
+        turn.set("danger_signal", None)
+    turn.record(case, history=True)
+    alert(turn, case, "emergency", danger_kind=kind)
+
+
+def say_emergency_contacts(turn: Turn) -> None:
     contacts = turn.services.contacts.get(turn.destination or "", [])
     if contacts:
         lines = [turn.t(m.EMERGENCY_CONTACTS, country=country_name(turn, turn.destination))]
@@ -663,10 +727,46 @@ def emergency(turn: Turn) -> None:
         turn.send("\n".join(lines))
     else:
         turn.say(m.EMERGENCY_NO_CONTACTS)
-    if secret:
-        turn.say(m.CASE_FILED, case_ref=case.reference, secret=secret)
-    turn.record(case, history=True)
-    alert(turn, case, "emergency")
+
+
+def say_crisis_lines(turn: Turn) -> None:
+    """The destination country's crisis lines from configuration (bot/data/crisis_lines.yml),
+    never invented; without any, to stay with someone they trust."""
+    lines = turn.services.crisis_lines.get(turn.destination or "", [])
+    if lines:
+        turn.send("\n".join([turn.t(m.CRISIS_LINES)] + [f"{c.number} {c.name}" for c in lines]))
+    else:
+        turn.say(m.CRISIS_NO_LINE)
+
+
+def hold(turn: Turn, case: Case) -> None:
+    """A worker in danger writes again before a person has answered: never silence. They can say
+    they are safe (the bot talks again; the case stays flagged for a person), say they are not,
+    or ask for the crisis line again; anything else gets a short, kind holding message."""
+    turn.record(case)
+    kind = case.danger_kind
+    if turn.choice == YES or (turn.choice is None and turn.sure_yes):
+        repo.worker_says_safe(turn.session, case=case)
+        turn.say(m.SAFE_NOW)
+        turn.set("awaiting", None)
+        alert(turn, case, "worker_says_safe", danger_kind=kind)
+    elif turn.choice == NO or (turn.choice is None and turn.no):
+        turn.say(m.NOT_SAFE)
+        if kind == "suicide":
+            say_crisis_lines(turn)
+        else:
+            say_emergency_contacts(turn)
+        turn.set("awaiting", "safe")
+        alert(turn, case, "worker_not_safe", danger_kind=kind)
+    elif turn.choice == "3" or (turn.choice is None and turn.intent == "human_handoff"):
+        if kind == "suicide":
+            say_crisis_lines(turn)
+        else:
+            say_emergency_contacts(turn)
+        turn.say(m.HOLDING_SUICIDE if kind == "suicide" else m.HOLDING)
+    else:
+        turn.say(m.HOLDING_SUICIDE if kind == "suicide" else m.HOLDING)
+    turn.record(case)
 
 
 def handoff(turn: Turn) -> None:

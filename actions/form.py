@@ -91,8 +91,10 @@ class ValidateGrievanceForm(FormValidationAction):
         with turn.services.database.session() as session:
             turn.session = session
             updates = self.read_answer(turn, slot)
-            if slot != "intake_country" and turn.danger():
-                dialogue.emergency(turn)  # at once; the form goes on
+            if turn.danger():
+                dialogue.emergency(turn)  # at once; a person takes over, the report keeps it
+            else:
+                turn.remember_signal()
         # Slots this turn set (language, country, an emergency's case) and then the answer.
         slots = {e["name"]: e["value"] for e in turn.events if e.get("event") == "slot"}
         return {**slots, **updates}

@@ -168,6 +168,88 @@ EMERGENCY_NO_CONTACTS = N_(
     "If you can, call the police emergency number of the country you are in."
 )
 
+# Worded for the kind of danger (bot.danger.KINDS; the taxonomy's danger kinds). Each says what to
+# do first for that danger, and that our team knows. Suicide and self-harm have their own reply
+# below: no instructions, no blame, no police first.
+EMERGENCY_VIOLENCE = N_(
+    "If someone is hurting you, go to a safe place if you can: a room you can lock, a shop, a"
+    " neighbour. Our team has been told and will contact you as soon as possible."
+)
+
+EMERGENCY_SEXUAL = N_(
+    "What happened is not your fault. If you can, go to a safe place away from this person. Our"
+    " team has been told and will contact you as soon as possible."
+)
+
+EMERGENCY_CONFINEMENT = N_(
+    "If you are locked in or not allowed to leave, keep your phone hidden and charged. Tell us"
+    " where you are if you can. Our team has been told and will contact you soon."
+)
+
+EMERGENCY_TRAFFICKING = N_(
+    "You are not to blame for being tricked. Keep your phone hidden. Tell us where you are if you"
+    " can. Our team has been told and will contact you soon."
+)
+
+EMERGENCY_MEDICAL = N_(
+    "If someone is badly hurt or very sick, get a doctor or an ambulance now. Our team has been"
+    " told and will contact you soon."
+)
+
+EMERGENCY_DEPRIVATION = N_(
+    "If you have no food or water, ask a neighbour, a shop or a place of worship for help now."
+    " Our team has been told and will contact you soon."
+)
+
+EMERGENCY_FIRE = N_(
+    "If there is fire or smoke, get out now and stay out. Do not go back for your things. Our"
+    " team has been told."
+)
+
+EMERGENCY_THIRD_PARTY = N_(
+    "Thank you for telling us. If you can, stay near this person or get someone to help them now."
+    " Our team has been told and will contact you soon."
+)
+
+EMERGENCY_CHILD = N_(
+    "A child must not work like this. If you are under 18, you have extra protection. Our team"
+    " has been told and will contact you soon."
+)
+
+# Suicide and self-harm: that we are here, a person will write soon, are you safe now; then the
+# crisis lines of the destination country (bot/data/crisis_lines.yml), never invented.
+EMERGENCY_SUICIDE = N_(
+    "Thank you for telling us. You are not alone. A person from our team will write to you here"
+    " soon."
+)
+
+ASK_SAFE_NOW = N_("Are you safe right now? Reply 1 for yes, 2 for no.")
+
+CRISIS_LINES = N_("You can also talk to someone now, free and private:")
+
+CRISIS_NO_LINE = N_("If you can, stay with someone you trust until we write to you.")
+
+# While no person has answered a worker in danger, the bot keeps answering: never silence.
+HOLDING = N_(
+    "We read your message. A person from our team will write to you soon. Reply 1 if you are safe"
+    " now."
+)
+
+HOLDING_SUICIDE = N_(
+    "I am still here. A person from our team will write to you soon. Reply 1 if you are safe now,"
+    " 3 for a number you can call now."
+)
+
+SAFE_NOW = N_(
+    "Thank you for telling us. We are glad you are safe. A person will still read your messages."
+    " Reply 0 for the menu."
+)
+
+NOT_SAFE = N_(
+    "Thank you for telling us. If you can, go to a safe place and keep writing here. A person"
+    " will write to you soon."
+)
+
 # --- Hand-off ----------------------------------------------------------------------------------
 HANDOFF = N_(
     "OK. A person from our team will answer you here within {hours} hours. Until then I will not"
@@ -186,6 +268,19 @@ ERASE_DONE = N_(
 )
 
 ERASE_CANCELLED = N_("OK, nothing was deleted.")
+
+# Danger kinds -> their reply (suicide: EMERGENCY_SUICIDE and the crisis lines instead).
+EMERGENCY_BY_KIND = {
+    "violence": EMERGENCY_VIOLENCE,
+    "sexual": EMERGENCY_SEXUAL,
+    "confinement": EMERGENCY_CONFINEMENT,
+    "trafficking": EMERGENCY_TRAFFICKING,
+    "medical": EMERGENCY_MEDICAL,
+    "deprivation": EMERGENCY_DEPRIVATION,
+    "fire": EMERGENCY_FIRE,
+    "third_party": EMERGENCY_THIRD_PARTY,
+    "child": EMERGENCY_CHILD,
+}
 
 # Status names in the workflow -> their message.
 STATUS_MESSAGES = {

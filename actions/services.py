@@ -11,7 +11,7 @@ import threading
 
 from bot import locale_packs
 from bot import settings as settings_module
-from bot.emergency import Notifier, load_contacts, notifier_from_env
+from bot.emergency import Notifier, load_contacts, load_crisis_lines, notifier_from_env
 from bot.i18n import Translations
 from bot.rights import RightsAnswers
 from bot.store import repository
@@ -29,6 +29,7 @@ class Services:
         locales_dir=None,
         notifier: Notifier | None = None,
         contacts_file=None,
+        crisis_lines_file=None,
         handoff_hours: int = 24,
     ) -> None:
         self._settings = settings
@@ -36,6 +37,7 @@ class Services:
         self._locales_dir = locales_dir or locale_packs.DEFAULT_LOCALES_DIR
         self._notifier = notifier
         self._contacts_file = contacts_file
+        self._crisis_lines_file = crisis_lines_file
         self.handoff_hours = handoff_hours
         self._lock = threading.Lock()
 
@@ -67,6 +69,10 @@ class Services:
     @functools.cached_property
     def contacts(self):
         return load_contacts(self._contacts_file)
+
+    @functools.cached_property
+    def crisis_lines(self):
+        return load_crisis_lines(self._crisis_lines_file)
 
     @functools.cached_property
     def notifier(self) -> Notifier:

@@ -38,7 +38,11 @@ logger = logging.getLogger("helpline")
 ROOT = Path(__file__).resolve().parent.parent
 MODEL_PREFIX = "helpline-"
 # Our components that read the locale packs themselves; ``--locales`` is passed on to them.
-_PACK_COMPONENTS = ("LanguageIdentifierComponent", "GazetteerEntityExtractor")
+_PACK_COMPONENTS = (
+    "LanguageIdentifierComponent",
+    "GazetteerEntityExtractor",
+    "DangerDetectorComponent",
+)
 
 
 class CliError(Exception):
@@ -78,11 +82,12 @@ def training_inputs(
     data_dir: Path,
 ) -> tuple[list[Path], dict, str]:
     """Training files, the config as trained, and the model's name: a hash of the config, the
-    domain, the training data, every pack.yml and our NLU code. Translations (``.po``) are not
+    domain, the training data, every pack.yml and danger.yml, and our NLU code. Translations (``.po``) are not
     part of it: editing one never retrains."""
     files = _training_files(packs, data_dir)
     config = _config_for(config_path, Path(locales_dir).resolve())
     inputs = files + [domain_path] + [p.path / "pack.yml" for p in packs]
+    inputs += [p.path / "danger.yml" for p in packs if (p.path / "danger.yml").is_file()]
     return files, config, f"{MODEL_PREFIX}{fingerprint(inputs, config)}"
 
 
@@ -165,6 +170,8 @@ class Parser:
                 "language_confidence": 0.0,
                 "intent": None,
                 "confidence": 0.0,
+                "danger": 0.0,
+                "danger_kind": None,
                 "entities": [],
             }
         result = self._loop.run_until_complete(self.agent.parse_message(text))
@@ -181,6 +188,8 @@ class Parser:
             "language_confidence": result.get("language_confidence", 0.0),
             "intent": intent.get("name"),
             "confidence": round(float(intent.get("confidence") or 0.0), 4),
+            "danger": result.get("danger", 0.0),
+            "danger_kind": result.get("danger_kind"),
             "entities": [
                 {k: e[k] for k in ("entity", "value", "start", "end", "text") if k in e}
                 for e in result.get("entities") or []

@@ -1,6 +1,7 @@
 """Emergency contacts by country, from configuration (never invented), and caseworker alerts.
 
 Contacts: ``bot/data/emergency_contacts.yml`` or the file ``HELPLINE_EMERGENCY_CONTACTS`` names.
+Crisis lines for suicide and self-harm: ``bot/data/crisis_lines.yml`` or ``HELPLINE_CRISIS_LINES``.
 Alerts: a ``Notifier`` tells caseworkers that a case needs a person now. ``LogNotifier`` writes
 one log line (reference, urgency, category, language, country: never what the worker wrote or
 who they are); ``WebhookNotifier`` also POSTs that JSON to ``HELPLINE_NOTIFY_WEBHOOK``, signed
@@ -24,6 +25,7 @@ import yaml
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONTACTS_FILE = Path(__file__).resolve().parent / "data" / "emergency_contacts.yml"
+DEFAULT_CRISIS_LINES_FILE = Path(__file__).resolve().parent / "data" / "crisis_lines.yml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +37,14 @@ class Contact:
 
 class ContactsError(ValueError):
     """An emergency contacts file that cannot be used."""
+
+
+def load_crisis_lines(path: Path | str | None = None) -> dict[str, list[Contact]]:
+    """Suicide and self-harm crisis lines: ``bot/data/crisis_lines.yml`` or the file
+    ``HELPLINE_CRISIS_LINES`` names; the same format as the emergency contacts."""
+    return load_contacts(
+        path or os.environ.get("HELPLINE_CRISIS_LINES") or DEFAULT_CRISIS_LINES_FILE
+    )
 
 
 def load_contacts(path: Path | str | None = None) -> dict[str, list[Contact]]:

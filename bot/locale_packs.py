@@ -4,7 +4,8 @@ A locale pack is a folder ``locales/<code>/`` holding everything language-specif
 
 - ``pack.yml``: the language's names, its scripts, and the names of countries and languages as
   workers write them in that language (used by the entity extractor);
-- ``nlu/*.yml``: Rasa NLU training examples for every intent in the taxonomy.
+- ``nlu/*.yml``: Rasa NLU training examples for every intent in the taxonomy;
+- ``danger.yml``: the words for danger now, by kind, and examples (``nlu.danger``).
 
 Adding a language is adding a folder: nothing in the code lists the languages.
 """
@@ -161,6 +162,7 @@ def check(pack: LocalePack, *, minimums: bool = True) -> list[str]:
             problems.append(f"{ex.text!r}: looks like Zawgyi; write training data in Unicode")
         for ent in ex.entities:
             problems.extend(_check_entity(pack, ex, ent))
+    problems.extend(_check_danger_lexicon(pack, minimums))
     if minimums:
         for intent, by_variant in counts.items():
             if by_variant.get("native", 0) < MIN_NATIVE_PER_INTENT:
@@ -175,6 +177,20 @@ def check(pack: LocalePack, *, minimums: bool = True) -> list[str]:
                     f" need {MIN_VARIANT_PER_INTENT}"
                 )
     return problems
+
+
+def _check_danger_lexicon(pack: LocalePack, minimums: bool) -> list[str]:
+    """The pack's danger lexicon (``danger.yml``, nlu/danger.py): always readable; complete when
+    ``minimums`` (a new pack can train before it has one)."""
+    from nlu import danger
+
+    if minimums:
+        return danger.check_pack_lexicon(pack.path)
+    try:
+        danger.load_pack_lexicon(pack.path)
+    except danger.LexiconError as exc:
+        return [str(exc)]
+    return []
 
 
 def check_across(packs: list[LocalePack]) -> list[str]:

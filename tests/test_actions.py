@@ -336,14 +336,15 @@ def test_emergency_raises_to_immediate_gives_configured_contacts_and_alerts(serv
         "999 Police emergency",
         "2157 9537 Labour Department foreign domestic helper hotline (24 h)",
     ]
-    assert events == [SlotSet("case_ref", reference)]
+    assert said[2] == T.text("en", m.ASK_SAFE_NOW)
+    assert events == [SlotSet("case_ref", reference), SlotSet("awaiting", "safe")]
     with services.database.session() as s:
         case = repo.find_case(s, reference=reference)
-        assert (case.urgency, case.handoff) == ("immediate", True)
+        assert (case.urgency, case.handoff, case.danger_kind) == ("immediate", True, "unspecified")
     assert services.notifier.alerts[-1] == {
         "reason": "emergency", "case_ref": reference, "urgency": "immediate",
         "category": "documents", "language": "en", "country": None, "channel": "rest",
-        "handoff": True,
+        "handoff": True, "danger_kind": "unspecified",
     }  # fmt: skip
 
 

@@ -114,6 +114,9 @@ class Case(Base):
     channel = Column(String(16))
     assigned_to = Column(String(64), index=True)
     handoff = Column(Boolean, nullable=False, default=False)  # a person must answer
+    # The danger the worker is in (a taxonomy danger kind, or "unspecified"): set by the bot,
+    # cleared only by a person (repository.release_handoff). While set, weak signals count.
+    danger_kind = Column(String(16))
 
     # Intake, in the worker's words (all optional: every question can be skipped).
     what_happened = Column(Encrypted)

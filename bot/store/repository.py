@@ -218,10 +218,42 @@ def assign(session: Session, *, case: Case, to: str | None, actor: str) -> None:
 
 
 def release_handoff(session: Session, *, case: Case, actor: str) -> None:
-    """A caseworker hands the conversation back to the bot."""
-    if case.handoff:
-        _event(session, case, "handoff_released", actor)
+    """A caseworker hands the conversation back to the bot, and clears the danger flag: only a
+    person may say that a worker is no longer in danger."""
+    if case.handoff or case.danger_kind:
+        _event(session, case, "handoff_released", actor, {"danger_cleared": case.danger_kind})
         case.handoff = False
+        case.danger_kind = None
+
+
+def flag_danger(session: Session, *, case: Case, kind: str, actor: str = "bot") -> None:
+    """The worker of ``case`` is in danger: immediate, handed to a person, flagged (the kind only
+    in the audit trail, never the worker's words)."""
+    change_urgency(session, case=case, urgency="immediate", actor=actor)
+    if case.danger_kind != kind:
+        _event(session, case, "danger", actor, {"kind": kind, "was": case.danger_kind})
+        case.danger_kind = kind
+    case.handoff = True
+
+
+def worker_says_safe(session: Session, *, case: Case) -> None:
+    """The worker says they are safe: the bot talks again; the flag stays for a person."""
+    _event(session, case, "worker_says_safe", "worker", {"kind": case.danger_kind})
+    case.handoff = False
+
+
+def flagged_case(session: Session, *, contact: Contact) -> Case | None:
+    """The worker's open case flagged as danger that no person has cleared yet."""
+    return session.execute(
+        select(Case)
+        .where(
+            Case.contact_id == contact.id,
+            Case.danger_kind.is_not(None),
+            Case.status.not_in(("resolved", "closed")),
+        )
+        .order_by(Case.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
 
 
 def add_note(session: Session, *, case: Case, note: str, actor: str) -> CaseEvent:

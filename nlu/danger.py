@@ -1,0 +1,444 @@
+"""Danger detection: is the worker (or someone near them) in danger now, and of what kind?
+
+Measured like a safety system, by recall first (``make bench-danger``, docs/benchmarks.md). Two
+parts, both learnt from the locale packs, so adding a language stays adding a folder:
+
+1. **The lexicon** (``locales/<code>/danger.yml``, format in docs/danger-lexicon-format.md):
+   phrases for each danger kind, in native script and as workers type them, including the
+   indirect ways people speak of suicide. A phrase is matched on the folded message (lower case,
+   Latin accents removed, punctuation as spaces). A phrase inside a pack's ``not_danger`` phrase
+   ("this job is killing me") does not count. ``weak`` phrases (hopelessness, farewells) are not
+   danger alone; the dialogue counts two in a row as danger (``actions.dialogue``).
+2. **The classifier**: character n-grams (2-5, within words) into a logistic regression trained
+   on danger (every pack's ``examples.danger``, lexicon phrases and the ``emergency`` intent's
+   examples) against hard negatives (``examples.safe``, ``not_danger`` phrases) and every other
+   intent's examples. A second logistic regression names the kind. Its threshold is set for
+   recall on the development set (``tests/data/danger/dev``), never on the evaluation set.
+
+``assess(text)`` gives ``Assessment(score, kind, weak, source)``: ``score`` in 0..1 (a lexicon
+phrase gives at least ``LEXICON_SCORE``), ``kind`` one of ``KINDS`` or None. What is learnt is
+stored as JSON (no pickle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import regex
+import yaml
+
+from nlu.gazetteer import fold
+from nlu.script import script_of
+
+KINDS = (
+    "suicide",
+    "violence",
+    "sexual",
+    "confinement",
+    "trafficking",
+    "medical",
+    "deprivation",
+    "fire",
+    "third_party",
+    "child",
+)
+LEXICON_FILE = "danger.yml"
+LEXICON_SCORE = 0.95  # a danger phrase, outside any not_danger phrase
+THRESHOLD = 0.5  # classifier probability that counts as danger (tuned on the dev set: README)
+WEAK_THRESHOLD = 0.25  # below THRESHOLD, at least this: a weak signal
+FORMAT_VERSION = 1
+
+# Scripts without spaces between words: a phrase matches anywhere.
+_NO_SPACES = ("Mymr", "Thai")
+_GAP = r"(?:\W+\w+){0,3}?\W+"  # `..`: up to 3 other words
+
+
+class LexiconError(ValueError):
+    """A danger lexicon that cannot be used, with the file and the reason."""
+
+
+def normalize_for_matching(text: str) -> str:
+    """Folded (lower case, Latin accents removed), punctuation as single spaces."""
+    text = unicodedata.normalize("NFC", text)
+    folded = fold(text)
+    return " ".join(regex.sub(r"[^\w\s]+", " ", folded).split())
+
+
+def _phrase_pattern(phrase: str) -> str | None:
+    norm = phrase.strip()
+    if not norm:
+        return None
+    parts = [p.strip() for p in norm.split("..")]
+    pieces = []
+    for part in parts:
+        words = []
+        for raw in part.split():
+            open_end = raw.endswith("*")
+            for word in normalize_for_matching(raw.rstrip("*")).split():
+                words.append(regex.escape(word))
+            if open_end and words:
+                words[-1] += r"\w*"
+        if not words:
+            return None
+        pieces.append(r"\W+".join(words))
+    body = _GAP.join(pieces)
+    script = script_of(normalize_for_matching(norm.replace("*", "").replace("..", " ")))
+    if script in _NO_SPACES:
+        return body
+    if script == "Latn":
+        return rf"(?<!\w){body}(?!\w)"
+    return rf"(?<!\w){body}"  # Bengali, Devanagari...: any ending
+
+
+@dataclasses.dataclass
+class Match:
+    kind: str  # a danger kind, "weak" or "not_danger"
+    phrase: str
+    start: int
+    end: int
+
+
+class Lexicon:
+    """Every pack's phrases, compiled into one pattern per kind."""
+
+    def __init__(self, phrases: dict[str, list[str]]) -> None:
+        self.phrases = {k: sorted(set(v)) for k, v in phrases.items() if v}
+        self._patterns: dict[str, regex.Pattern] = {}
+        for kind, items in self.phrases.items():
+            alternatives = sorted(
+                {p for p in (_phrase_pattern(x) for x in items) if p}, key=len, reverse=True
+            )
+            if alternatives:
+                self._patterns[kind] = regex.compile("|".join(f"(?:{a})" for a in alternatives))
+
+    def matches(self, text: str) -> list[Match]:
+        norm = normalize_for_matching(text)
+        found = []
+        for kind, pattern in self._patterns.items():
+            for m in pattern.finditer(norm, overlapped=True):
+                found.append(Match(kind, m.group(), m.start(), m.end()))
+        return found
+
+    def danger_matches(self, text: str) -> tuple[list[Match], bool]:
+        """Danger-kind matches outside every ``not_danger`` phrase, and whether a weak phrase
+        matched (also outside them)."""
+        found = self.matches(text)
+        shields = [(m.start, m.end) for m in found if m.kind == "not_danger"]
+
+        def shielded(m: Match) -> bool:
+            return any(s <= m.start and m.end <= e for s, e in shields)
+
+        danger = [m for m in found if m.kind in KINDS and not shielded(m)]
+        weak = any(m.kind == "weak" and not shielded(m) for m in found)
+        return danger, weak
+
+
+@dataclasses.dataclass(frozen=True)
+class PackLexicon:
+    code: str
+    kinds: dict[str, list[str]]
+    weak: list[str]
+    not_danger: list[str]
+    danger_examples: dict[str, list[str]]
+    safe_examples: list[str]
+
+
+def load_pack_lexicon(pack_dir: Path | str) -> PackLexicon | None:
+    """A pack's ``danger.yml``, or None when it has none; LexiconError when it is malformed."""
+    pack_dir = Path(pack_dir)
+    path = pack_dir / LEXICON_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise LexiconError(f"{path}: cannot read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise LexiconError(f"{path}: must be a mapping")
+
+    def strings(value, where: str) -> list[str]:
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(x, (str, int)) for x in value):
+            raise LexiconError(f"{path}: {where} must be a list of phrases")
+        return [str(x) for x in value if str(x).strip()]
+
+    kinds = data.get("kinds") or {}
+    examples = data.get("examples") or {}
+    danger_examples = examples.get("danger") or {}
+    for key in list(kinds) + list(danger_examples):
+        if key not in KINDS:
+            raise LexiconError(f"{path}: unknown danger kind {key!r} (kinds: {', '.join(KINDS)})")
+    return PackLexicon(
+        code=pack_dir.name,
+        kinds={k: strings(kinds.get(k), f"kinds.{k}") for k in KINDS},
+        weak=strings(data.get("weak"), "weak"),
+        not_danger=strings(data.get("not_danger"), "not_danger"),
+        danger_examples={
+            k: strings(danger_examples.get(k), f"examples.danger.{k}") for k in KINDS
+        },
+        safe_examples=strings(examples.get("safe"), "examples.safe"),
+    )
+
+
+# What `helpline locales check` asks of every pack's lexicon.
+MIN_PHRASES_PER_KIND = 5
+MIN_SUICIDE_PHRASES = 20
+MIN_EXAMPLES_PER_KIND = 5
+MIN_SAFE_EXAMPLES = 30
+
+
+def check_pack_lexicon(pack_dir: Path | str) -> list[str]:
+    """Problems with a pack's danger lexicon, as lines for `helpline locales check`."""
+    try:
+        lexicon = load_pack_lexicon(pack_dir)
+    except LexiconError as exc:
+        return [str(exc)]
+    if lexicon is None:
+        return [f"{LEXICON_FILE}: missing (every pack needs a danger lexicon)"]
+    problems = []
+    for kind in KINDS:
+        need = MIN_SUICIDE_PHRASES if kind == "suicide" else MIN_PHRASES_PER_KIND
+        if len(lexicon.kinds[kind]) < need:
+            problems.append(
+                f"{LEXICON_FILE}: kinds.{kind} has {len(lexicon.kinds[kind])} phrases, need {need}"
+            )
+        if len(lexicon.danger_examples[kind]) < MIN_EXAMPLES_PER_KIND:
+            problems.append(
+                f"{LEXICON_FILE}: examples.danger.{kind} has {len(lexicon.danger_examples[kind])}"
+                f" messages, need {MIN_EXAMPLES_PER_KIND}"
+            )
+    if len(lexicon.safe_examples) < MIN_SAFE_EXAMPLES:
+        problems.append(
+            f"{LEXICON_FILE}: examples.safe has {len(lexicon.safe_examples)} messages,"
+            f" need {MIN_SAFE_EXAMPLES}"
+        )
+    if not lexicon.weak:
+        problems.append(f"{LEXICON_FILE}: no weak phrases")
+    if not lexicon.not_danger:
+        problems.append(f"{LEXICON_FILE}: no not_danger phrases")
+    for kind, phrases in [*lexicon.kinds.items(), ("weak", lexicon.weak)]:
+        for phrase in phrases:
+            if _phrase_pattern(phrase) is None:
+                problems.append(f"{LEXICON_FILE}: {kind}: {phrase!r} has nothing to match")
+            elif len(normalize_for_matching(phrase.replace("*", "").replace("..", " "))) < 3:
+                problems.append(f"{LEXICON_FILE}: {kind}: {phrase!r} is too short to be safe")
+    # A phrase that is danger here and harmless there would teach both.
+    danger = {normalize_for_matching(p) for ps in lexicon.kinds.values() for p in ps}
+    for phrase in lexicon.not_danger:
+        if normalize_for_matching(phrase) in danger:
+            problems.append(f"{LEXICON_FILE}: {phrase!r} is both danger and not_danger")
+    return problems
+
+
+@dataclasses.dataclass(frozen=True)
+class Assessment:
+    score: float  # 0..1; >= threshold is danger
+    kind: str | None  # a danger kind, when score >= threshold or a weak signal
+    weak: bool  # a weak signal (hopelessness, farewell) below the threshold
+    source: str  # "lexicon", "classifier" or "none"
+    threshold: float = THRESHOLD
+
+    @property
+    def danger(self) -> bool:
+        return self.score >= self.threshold
+
+
+def _features(texts: Iterable[str]):
+    return [normalize_for_matching(t) for t in texts]
+
+
+class DangerDetector:
+    """The lexicon and the classifiers, trained from the packs; ``assess`` one message."""
+
+    def __init__(
+        self,
+        lexicon: Lexicon,
+        vocabulary: dict[str, int],
+        idf: np.ndarray,
+        coef: np.ndarray,
+        intercept: float,
+        kind_coef: np.ndarray,
+        kind_intercept: np.ndarray,
+        kind_labels: list[str],
+        threshold: float = THRESHOLD,
+        weak_threshold: float = WEAK_THRESHOLD,
+    ) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.lexicon = lexicon
+        self.threshold = threshold
+        self.weak_threshold = weak_threshold
+        self.vectorizer = TfidfVectorizer(**_VECTORIZER)
+        self.vectorizer.vocabulary_ = vocabulary
+        self.vectorizer.idf_ = idf
+        self.coef = coef
+        self.intercept = intercept
+        self.kind_coef = kind_coef
+        self.kind_intercept = kind_intercept
+        self.kind_labels = kind_labels
+
+    # --- training --------------------------------------------------------------------------
+    @classmethod
+    def train(
+        cls,
+        lexicons: list[PackLexicon],
+        intent_examples: list[tuple[str, str]],
+        threshold: float = THRESHOLD,
+        weak_threshold: float = WEAK_THRESHOLD,
+    ) -> DangerDetector:
+        """``intent_examples``: ``(text, intent)`` of every pack; ``emergency`` ones count as
+        danger, every other intent as not danger."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        phrases: dict[str, list[str]] = {k: [] for k in (*KINDS, "weak", "not_danger")}
+        danger_texts: list[str] = []
+        kinds: list[str] = []
+        safe_texts: list[str] = []
+        for lex in lexicons:
+            for kind in KINDS:
+                phrases[kind] += lex.kinds[kind]
+                for text in lex.danger_examples[kind]:
+                    danger_texts.append(text)
+                    kinds.append(kind)
+                for phrase in lex.kinds[kind]:
+                    danger_texts.append(phrase.replace("*", "").replace("..", " "))
+                    kinds.append(kind)
+            phrases["weak"] += lex.weak
+            phrases["not_danger"] += lex.not_danger
+            safe_texts += lex.safe_examples + lex.not_danger
+        emergency = [t for t, i in intent_examples if i == "emergency"]
+        others = [t for t, i in intent_examples if i != "emergency"]
+        texts = danger_texts + emergency + safe_texts + others
+        labels = np.array(
+            [1] * (len(danger_texts) + len(emergency)) + [0] * (len(safe_texts) + len(others))
+        )
+        # Hard negatives count more than ordinary messages: they are what floods caseworkers.
+        weights = np.array(
+            [1.0] * (len(danger_texts) + len(emergency))
+            + [2.0] * len(safe_texts)
+            + [1.0] * len(others)
+        )
+        vectorizer = TfidfVectorizer(**_VECTORIZER)
+        x = vectorizer.fit_transform(_features(texts))
+        clf = LogisticRegression(max_iter=2000, C=5.0, class_weight="balanced")
+        clf.fit(x, labels, sample_weight=weights)
+        xk = vectorizer.transform(_features(danger_texts))
+        kind_clf = LogisticRegression(max_iter=2000, C=5.0)
+        kind_clf.fit(xk, np.array(kinds))
+        kind_coef, kind_intercept = kind_clf.coef_, kind_clf.intercept_
+        if len(kind_clf.classes_) == 2:  # one row for two classes: make it one row a class
+            kind_coef = np.vstack([-kind_coef[0], kind_coef[0]])
+            kind_intercept = np.array([-kind_intercept[0], kind_intercept[0]])
+        return cls(
+            Lexicon(phrases),
+            {str(k): int(v) for k, v in vectorizer.vocabulary_.items()},
+            vectorizer.idf_,
+            clf.coef_[0],
+            float(clf.intercept_[0]),
+            kind_coef,
+            kind_intercept,
+            [str(c) for c in kind_clf.classes_],
+            threshold,
+            weak_threshold,
+        )
+
+    # --- inference -------------------------------------------------------------------------
+    def probability(self, text: str) -> tuple[float, str | None]:
+        x = self.vectorizer.transform(_features([text]))
+        z = float(x @ self.coef + self.intercept)
+        p = 1.0 / (1.0 + np.exp(-z))
+        kind_scores = x @ self.kind_coef.T + self.kind_intercept
+        kind = self.kind_labels[int(np.argmax(kind_scores))] if self.kind_labels else None
+        return float(p), kind
+
+    def assess(self, text: str) -> Assessment:
+        if not isinstance(text, str) or not text.strip():
+            return Assessment(0.0, None, False, "none", self.threshold)
+        text = text[:4000]  # danger is said early; a huge message costs no more than this
+        matches, weak = self.lexicon.danger_matches(text)
+        p, kind = self.probability(text)
+        if matches:
+            # The kind of the longest phrase: "my friend wants to die" is third_party.
+            best = max(matches, key=lambda m: (m.end - m.start, m.kind == "suicide"))
+            return Assessment(max(LEXICON_SCORE, p), best.kind, False, "lexicon", self.threshold)
+        if p >= self.threshold:
+            return Assessment(p, kind, False, "classifier", self.threshold)
+        weak = weak or p >= self.weak_threshold
+        return Assessment(p, "suicide" if weak else None, weak, "none", self.threshold)
+
+    # --- storage (JSON, no pickle) -----------------------------------------------------------
+    def to_json(self) -> dict:
+        inverse = sorted(self.vectorizer.vocabulary_.items(), key=lambda item: item[1])
+
+        def r(values) -> list[float]:
+            return [round(float(v), 5) for v in values]
+
+        return {
+            "format": FORMAT_VERSION,
+            "threshold": self.threshold,
+            "weak_threshold": self.weak_threshold,
+            "lexicon": self.lexicon.phrases,
+            "features": [t for t, _ in inverse],
+            "idf": r(self.vectorizer.idf_),
+            "coef": r(self.coef),
+            "intercept": self.intercept,
+            "kind_labels": self.kind_labels,
+            "kind_coef": [r(row) for row in self.kind_coef],
+            "kind_intercept": r(self.kind_intercept),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> DangerDetector:
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"danger model format {data.get('format')!r} is not supported")
+        features = data["features"]
+        return cls(
+            Lexicon(data["lexicon"]),
+            {t: i for i, t in enumerate(features)},
+            np.array(data["idf"], dtype=float),
+            np.array(data["coef"], dtype=float),
+            float(data["intercept"]),
+            np.array(data["kind_coef"], dtype=float).reshape(len(data["kind_labels"]), -1),
+            np.array(data["kind_intercept"], dtype=float),
+            list(data["kind_labels"]),
+            float(data["threshold"]),
+            float(data["weak_threshold"]),
+        )
+
+    def save(self, path: Path | str) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path | str) -> DangerDetector:
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+# Character n-grams within words, sublinear counts; min_df and max_features keep the model small
+# (a few MB of JSON).
+_VECTORIZER = dict(
+    analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=60000
+)
+
+
+def train_from_packs(
+    locales_dir: Path | str, threshold: float = THRESHOLD, weak_threshold: float = WEAK_THRESHOLD
+) -> DangerDetector:
+    from bot import locale_packs
+    from nlu.script import normalize
+
+    lexicons = []
+    intent_examples = []
+    for pack in locale_packs.discover(locales_dir):
+        lexicon = load_pack_lexicon(pack.path)
+        if lexicon is not None:
+            lexicons.append(lexicon)
+        for ex in locale_packs.read_examples(pack.nlu_files):
+            intent_examples.append((normalize(ex.text)[0], ex.intent))
+    return DangerDetector.train(lexicons, intent_examples, threshold, weak_threshold)

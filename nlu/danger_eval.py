@@ -1,0 +1,207 @@
+"""Danger detection measured like a safety system: recall on danger messages, false alarms on
+hard negatives, end to end through the dialogue.
+
+A message counts as detected when, sent as a new worker's first message through the real Rasa
+agent (NLU, rules, forms) and our real actions (run in-process by rasa-sdk's executor instead
+of over HTTP) against a real SQLite case store, it opened a case with urgency ``immediate``.
+
+Sets (``tests/data/danger/``): ``eval/`` was written by writers who saw neither the packs nor
+the lexicons, and is never trained on, tuned to, or read: only aggregate figures are printed.
+``dev/`` was written the same way and may be read while tuning. Rows:
+``label<TAB>kind<TAB>variant<TAB>form<TAB>text``; Burmese rows are also run re-encoded in Zawgyi.
+
+Used by ``make bench-danger`` (``tests/bench/bench_danger.py``) and by the recall gate in
+``tests/test_danger.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+from nlu.danger import KINDS
+
+DANGER_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "danger"
+DANGER_SETS = {"eval": DANGER_DIR / "eval", "dev": DANGER_DIR / "dev"}
+SAFE_KINDS = ("figure_of_speech", "past", "law_question", "documents", "homesick", "other_topic")
+FORMS = ("direct", "subtle", "indirect", "-")
+VARIANTS = {
+    "bn": ("native", "romanized"),
+    "ne": ("native", "romanized"),
+    "vi": ("native", "no_diacritics"),
+    "id": ("native", "informal"),
+}
+
+
+def load_danger_set(directory: Path) -> list[dict]:
+    """Rows ``{"language", "label", "kind", "variant", "form", "text"}``; Burmese also in
+    Zawgyi (variant ``zawgyi``)."""
+    from nlu.script import zawgyi_probability
+
+    rows = []
+    for path in sorted(Path(directory).glob("*.tsv")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            parts = line.split("\t")
+            if len(parts) != 5:
+                raise ValueError(f"{path}:{n}: expected label, kind, variant, form and text")
+            label, kind, variant, form, text = parts
+            allowed = KINDS if label == "danger" else SAFE_KINDS
+            if label not in ("danger", "safe") or kind not in allowed or form not in FORMS:
+                raise ValueError(f"{path}:{n}: unknown label, kind or form")
+            if variant not in VARIANTS.get(path.stem, ("native",)):
+                raise ValueError(f"{path}:{n}: unknown variant {variant!r} for {path.stem}")
+            rows.append(
+                {"language": path.stem, "label": label, "kind": kind, "variant": variant,
+                 "form": form, "text": text}
+            )  # fmt: skip
+    from myanmar import converter
+
+    for row in [r for r in rows if r["language"] == "my"]:
+        zawgyi = converter.convert(row["text"], "unicode", "zawgyi")
+        if zawgyi != row["text"] and zawgyi_probability(zawgyi) >= 0.95:
+            rows.append({**row, "variant": "zawgyi", "text": zawgyi})
+    return rows
+
+
+def _legacy_danger_kind(turn) -> str | None:
+    """The previous release's rule: the intent classifier's ``emergency`` alone."""
+    from actions.dialogue import DANGER_SCORE, UNSPECIFIED
+
+    if turn.choice or turn.command:
+        return None
+    if turn.intent == "emergency" or turn.score("emergency") >= DANGER_SCORE:
+        return UNSPECIFIED
+    return None
+
+
+@contextlib.contextmanager
+def dialogue(model: Path, *, legacy: bool = False) -> Iterator[DialogueRunner]:
+    """The real agent and our actions in one process, on a fresh SQLite case store."""
+    from unittest import mock
+
+    from rasa.core.agent import Agent
+    from rasa.utils.endpoints import EndpointConfig
+    from rasa_sdk.executor import ActionExecutor
+
+    from actions import dialogue as dialogue_module
+    from actions import services as services_module
+    from bot import settings as settings_module
+    from bot.emergency import Notifier
+    from bot.store import Database
+
+    class Alerts(Notifier):
+        def __init__(self) -> None:
+            self.events: list[dict] = []
+
+        def alert(self, event: dict) -> None:
+            self.events.append(event)
+
+    executor = ActionExecutor()
+    executor.register_package("actions")
+
+    async def request(self, method="post", subpath=None, content_type=None, **kwargs):
+        return await executor.run(kwargs["json"])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = settings_module.load(
+            {"HELPLINE_DATABASE_URL": f"sqlite:///{tmp}/cases.db", "HELPLINE_ENV": "development"}
+        )
+        db = Database(settings.database_url, settings.encryption_keys)
+        db.upgrade()
+        alerts = Alerts()
+        services = services_module.Services(settings, database=db, notifier=alerts)
+        previous = services_module._services
+        services_module.use(services)
+        patches = [mock.patch.object(EndpointConfig, "request", request)]
+        if legacy:
+            patches.append(
+                mock.patch.object(
+                    dialogue_module.Turn, "danger_kind", property(_legacy_danger_kind)
+                )
+            )
+        with contextlib.ExitStack() as stack:
+            for p in patches:
+                stack.enter_context(p)
+            agent = Agent.load(str(model), action_endpoint=EndpointConfig("http://in-process"))
+            try:
+                yield DialogueRunner(agent, services, alerts)
+            finally:
+                services_module.use(previous)
+                db.dispose()
+
+
+class DialogueRunner:
+    def __init__(self, agent, services, alerts) -> None:
+        self.agent = agent
+        self.services = services
+        self.alerts = alerts
+        self.loop = asyncio.new_event_loop()
+
+    def send(self, sender: str, text: str) -> list[str]:
+        from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+
+        out = CollectingOutputChannel()
+        message = UserMessage(text, out, sender, input_channel="rest")
+        self.loop.run_until_complete(self.agent.handle_message(message))
+        return [m.get("text") or "" for m in out.messages]
+
+    def immediate_case(self, sender: str):
+        from sqlalchemy import select
+
+        from bot.store.models import Case, Contact
+
+        pseudonym = self.services.pseudonym("rest", sender)
+        with self.services.database.session() as session:
+            return session.execute(
+                select(Case.urgency, Case.danger_kind)
+                .join(Contact, Case.contact_id == Contact.id)
+                .where(Contact.pseudonym == pseudonym, Case.urgency == "immediate")
+            ).first()
+
+    def detected(self, text: str) -> tuple[bool, str | None]:
+        """Sends ``text`` as a new worker's first message: did it open an immediate case?"""
+        sender = f"danger-eval-{uuid.uuid4().hex}"
+        self.send(sender, text)
+        case = self.immediate_case(sender)
+        return case is not None, (case.danger_kind if case is not None else None)
+
+
+def run(model: Path, rows: list[dict], *, legacy: bool = False) -> list[dict]:
+    """Each row with ``detected`` (and the ``found_kind``), end to end through the dialogue."""
+    out = []
+    with dialogue(model, legacy=legacy) as runner:
+        for row in rows:
+            detected, kind = runner.detected(row["text"])
+            out.append({**row, "detected": detected, "found_kind": kind})
+    return out
+
+
+def summarize(results: list[dict]) -> dict:
+    """Recall on danger rows and false-alarm rate on safe rows, by language, language/variant,
+    kind and form; ``all`` and ``suicide`` overall."""
+    groups: dict[str, dict[str, list[int]]] = defaultdict(lambda: {"danger": [], "safe": []})
+    for r in results:
+        hit = int(r["detected"])
+        keys = ["all", f"lang:{r['language']}", f"variant:{r['language']}/{r['variant']}"]
+        if r["label"] == "danger":
+            keys += [f"kind:{r['kind']}", f"form:{r['form']}"]
+        else:
+            keys += [f"safe:{r['kind']}"]
+        for key in keys:
+            groups[key][r["label"]].append(hit)
+    summary = {}
+    for key, g in groups.items():
+        summary[key] = {
+            "n_danger": len(g["danger"]),
+            "recall": sum(g["danger"]) / len(g["danger"]) if g["danger"] else None,
+            "n_safe": len(g["safe"]),
+            "false_alarms": sum(g["safe"]) / len(g["safe"]) if g["safe"] else None,
+        }
+    return summary

@@ -1,0 +1,310 @@
+"""Danger detection (nlu/danger.py) and the dialogue's answer to danger (actions/dialogue.py).
+
+The lexicon and classifier tests train tiny detectors from hand-written packs in a temporary
+folder (seconds); the dialogue tests run the real actions against a real SQLite case store with
+parse results as the NLU writes them. The recall gate on the evaluation set, with the real model,
+is in tests/test_danger_model.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from rasa_sdk.events import SlotSet
+
+from actions import actions as a
+from actions import messages as m
+from actions.form import ValidateGrievanceForm
+from bot import locale_packs
+from bot.store import repository as repo
+from nlu import danger
+from nlu.danger_eval import DANGER_SETS, load_danger_set
+from tests.test_actions import T, run, services, tracker  # noqa: F401 - fixture
+
+# --- the lexicon ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lexicon() -> danger.Lexicon:
+    return danger.Lexicon(
+        {
+            "suicide": ["want to die", "kill* myself", "sorry .. mother", "মরে যাব", "อยากตาย"],
+            "violence": ["hit me"],
+            "weak": ["tired of everything"],
+            "not_danger": ["this job is killing me", "kill myself laughing"],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "text, kind",
+    [
+        ("I WANT to die!!", "suicide"),  # case and punctuation
+        ("i am killing myself slowly", "suicide"),  # `*`: any ending
+        ("sorry my dear mother", "suicide"),  # `..`: words between
+        ("আমি মরে যাবো", "suicide"),  # Bengali: any ending
+        ("ฉันอยากตายแล้ว", "suicide"),  # Thai: anywhere, no spaces
+        ("boss hit me again", "violence"),
+    ],
+)
+def test_lexicon_phrases_match_as_workers_write_them(lexicon, text, kind):
+    matches, _ = lexicon.danger_matches(text)
+    assert [m.kind for m in matches] == [kind]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["this job is killing me", "they hit meat", "i want to dieting", "i kill myself laughing"],
+)
+def test_lexicon_needs_whole_words_and_not_danger_phrases_shield(lexicon, text):
+    assert lexicon.danger_matches(text) == ([], False)
+
+
+def test_weak_phrases_are_not_danger_alone(lexicon):
+    assert lexicon.danger_matches("so tired of everything") == ([], True)
+
+
+def test_vietnamese_phrases_match_with_and_without_accents():
+    lex = danger.Lexicon({"suicide": ["muốn chết"]})
+    assert lex.danger_matches("tôi muốn chết")[0] and lex.danger_matches("toi muon chet")[0]
+
+
+# --- every pack's lexicon ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [p.code for p in locale_packs.discover()])
+def test_every_pack_has_a_complete_danger_lexicon(code):
+    pack = locale_packs.load(locale_packs.DEFAULT_LOCALES_DIR / code)
+    assert danger.check_pack_lexicon(pack.path) == []
+
+
+def test_locales_check_reports_a_broken_or_thin_lexicon(tmp_path):
+    (tmp_path / "danger.yml").write_text("kinds: {suicid: [x]}\n", encoding="utf-8")
+    assert "unknown danger kind 'suicid'" in danger.check_pack_lexicon(tmp_path)[0]
+    (tmp_path / "danger.yml").write_text(
+        yaml.safe_dump({"kinds": {"suicide": ["want to die", "xy"]}, "not_danger": ["want to die"]}),
+        encoding="utf-8",
+    )
+    problems = "\n".join(danger.check_pack_lexicon(tmp_path))
+    assert "kinds.suicide has 2 phrases, need 20" in problems
+    assert "'xy' is too short to be safe" in problems
+    assert "'want to die' is both danger and not_danger" in problems
+    assert "examples.safe has 0 messages" in problems
+    (tmp_path / "danger.yml").unlink()
+    assert danger.check_pack_lexicon(tmp_path) == ["danger.yml: missing (every pack needs a danger lexicon)"]
+
+
+# --- the classifier, trained tiny ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny() -> danger.DangerDetector:
+    lex = danger.PackLexicon(
+        code="en",
+        kinds={k: [] for k in danger.KINDS} | {"suicide": ["want to die"], "fire": ["fire in"]},
+        weak=["no point"],
+        not_danger=["killing me"],
+        danger_examples={k: [] for k in danger.KINDS}
+        | {
+            "suicide": ["i will end my life tonight", "goodbye forever sorry mother",
+                        "no reason to live any more", "i took many pills"],
+            "fire": ["the dorm is burning smoke everywhere", "fire in the factory now"],
+        },  # fmt: skip
+        safe_examples=["this job is killing me haha", "last year he hit me, now ok",
+                       "i miss my mother so much"],  # fmt: skip
+    )
+    others = [("what is my salary", "wages"), ("passport with boss", "documents"),
+              ("hello", "greet"), ("they lock us inside help", "emergency")]  # fmt: skip
+    return danger.DangerDetector.train([lex], others * 3)
+
+
+def test_classifier_scores_and_names_the_kind(tiny):
+    found = tiny.assess("i want to end my life tonight, sorry mother")
+    assert found.danger and found.kind == "suicide"
+    assert tiny.assess("i want to die").source == "lexicon"
+    assert not tiny.assess("what is my salary").danger
+    assert tiny.assess("").score == 0.0 and not tiny.assess("   ").danger
+
+
+def test_huge_and_hostile_text_is_assessed_without_error(tiny):
+    assert tiny.assess("x" * 1_000_000).score >= 0.0
+    assert tiny.assess("\x00\ufffd<script>alert(1)</script>").score >= 0.0
+
+
+def test_what_is_learnt_is_stored_as_json_and_gives_the_same_answers(tiny, tmp_path):
+    path = tmp_path / "danger.json"
+    tiny.save(path)
+    json.loads(path.read_text(encoding="utf-8"))  # JSON, not a pickle
+    loaded = danger.DangerDetector.load(path)
+    for text in ("i want to end my life tonight", "fire in the factory", "what is my salary"):
+        assert loaded.assess(text).kind == tiny.assess(text).kind
+        assert abs(loaded.assess(text).score - tiny.assess(text).score) < 1e-3
+
+
+# --- the evaluation sets: format and coverage (counts only: the eval rows stay unread) ----------
+
+
+@pytest.mark.parametrize("name", sorted(DANGER_SETS))
+def test_danger_sets_cover_every_language_kind_and_form(name):
+    rows = [r for r in load_danger_set(DANGER_SETS[name]) if r["variant"] != "zawgyi"]
+    codes = {p.code for p in locale_packs.discover()}
+    assert {r["language"] for r in rows} == codes
+    need = 30 if name == "eval" else 20
+    for code in codes:
+        mine = [r for r in rows if r["language"] == code]
+        dangers = [r for r in mine if r["label"] == "danger"]
+        assert len(dangers) >= need and len(mine) - len(dangers) >= need * 2 // 3, code
+        assert {r["kind"] for r in dangers} == set(danger.KINDS), code
+        suicide = [r for r in dangers if r["kind"] == "suicide"]
+        assert len(suicide) * 4 >= len(dangers) * 0.9, code  # about a quarter
+        assert sum(r["form"] == "indirect" for r in suicide) * 2 >= len(suicide) * 0.9, code
+        subtle = sum(r["form"] in ("subtle", "indirect") for r in dangers)
+        assert subtle * 3 >= len(dangers) * 0.9, code
+
+
+def test_no_lexicon_or_pack_trains_on_a_danger_evaluation_message():
+    from nlu.gazetteer import fold
+
+    training = set()
+    for pack in locale_packs.discover():
+        lex = danger.load_pack_lexicon(pack.path)
+        for texts in [*lex.danger_examples.values(), lex.safe_examples]:
+            training |= {fold(t).strip() for t in texts}
+        training |= {fold(e.text).strip() for e in locale_packs.read_examples(pack.nlu_files)}
+    for name in DANGER_SETS:
+        rows = load_danger_set(DANGER_SETS[name])
+        copied = sum(1 for r in rows if fold(r["text"]).strip() in training)
+        assert copied == 0, f"{copied} {name} messages are also training examples"
+
+
+# --- the dialogue --------------------------------------------------------------------------------
+
+
+def parse(kind: str | None = None, weak: bool = False, score: float | None = None) -> dict:
+    return {
+        "danger": score if score is not None else (0.97 if kind else 0.1),
+        "danger_kind": kind,
+        "danger_weak": weak,
+    }
+
+
+def test_suicide_gets_its_own_reply_with_the_configured_crisis_lines(services):
+    events, said = run(
+        a.ActionRightsAnswer(),
+        tracker("5 month no pay, loan people calling. tonight i finish everything", "fees",
+                confidence=0.995, slots={"country": "SG"}, **parse("suicide")),
+    )  # fmt: skip
+    assert said[0] == T.text("en", m.EMERGENCY_SUICIDE)
+    assert said[1].splitlines() == [
+        T.text("en", m.CRISIS_LINES),
+        "1767 Samaritans of Singapore (24 h)",
+        "9151 1767 Samaritans of Singapore CareText, WhatsApp (24 h)",
+    ]
+    assert said[2].startswith("Your case number is HX-")
+    assert said[-1] == T.text("en", m.ASK_SAFE_NOW)
+    assert not any("police" in s.lower() for s in said)  # no "call the police" first
+    reference = next(e["value"] for e in events if e["name"] == "case_ref")
+    with services.database.session() as s:
+        case = repo.find_case(s, reference=reference)
+        assert (case.urgency, case.handoff, case.danger_kind) == ("immediate", True, "suicide")
+    alert = services.notifier.alerts[-1]
+    assert alert["danger_kind"] == "suicide" and alert["urgency"] == "immediate"
+    assert "finish" not in json.dumps(alert)  # never the worker's words
+
+
+def test_suicide_in_a_country_without_a_verified_line_invents_no_number(services):
+    _, said = run(
+        a.ActionRightsAnswer(),
+        tracker("i want to die", "wages", slots={"country": "MY"}, **parse("suicide")),
+    )
+    assert said[1] == T.text("en", m.CRISIS_NO_LINE)
+    assert not any(ch.isdigit() for s in said[:2] for ch in s)
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [("fire", m.EMERGENCY_FIRE), ("medical", m.EMERGENCY_MEDICAL),
+     ("confinement", m.EMERGENCY_CONFINEMENT), ("third_party", m.EMERGENCY_THIRD_PARTY)],
+)  # fmt: skip
+def test_other_kinds_get_guidance_worded_for_the_kind(services, kind, message):
+    _, said = run(a.ActionRoute(), tracker("...", "out_of_scope", **parse(kind)))
+    assert said[0] == T.text("en", message)
+    assert (said[-1] == T.text("en", m.ASK_SAFE_NOW)) == (kind != "third_party")
+
+
+def test_danger_is_assessed_after_a_menu_number_in_the_form_and_in_a_handoff(services):
+    # after the menu: a sentence is read for danger before it is read as an answer
+    _, said = run(a.ActionRoute(), tracker("they beat me", "abuse", slots={"awaiting": "menu"},
+                                           **parse("violence")))  # fmt: skip
+    assert said[0] == T.text("en", m.EMERGENCY_VIOLENCE)
+    # a bare number is never danger, whatever the score
+    _, said = run(a.ActionRoute(), tracker("1", "help", choice="1", sender="w2",
+                                           slots={"awaiting": "menu"}, **parse("violence")))  # fmt: skip
+    assert T.text("en", m.EMERGENCY_VIOLENCE) not in said
+    # inside the grievance form
+    form = ValidateGrievanceForm()
+    t = tracker("no food 3 days", "living_conditions", sender="w3", **parse("deprivation"))
+    t.active_loop = {"name": "grievance_form"}
+    from rasa_sdk.executor import CollectingDispatcher
+
+    dispatcher = CollectingDispatcher()
+    import asyncio
+
+    slots = asyncio.run(form.validate_answer("intake_city", dispatcher, t))
+    assert dispatcher.messages[0]["text"] == T.text("en", m.EMERGENCY_DEPRIVATION)
+    assert slots["intake_case"] and slots["intake_city"] == "no food 3 days"
+    # during a plain hand-off (the bot is silent otherwise)
+    events, _ = run(a.ActionHandoff(), tracker("real person", "human_handoff", sender="w4"))
+    _, said = run(a.ActionRightsAnswer(), tracker("passport?", "documents", sender="w4"))
+    assert said == []
+    _, said = run(a.ActionRightsAnswer(), tracker("fire fire", "safety", sender="w4",
+                                                  **parse("fire")))  # fmt: skip
+    assert said[0] == T.text("en", m.EMERGENCY_FIRE)
+
+
+def test_two_weak_signals_in_a_row_are_danger_one_is_not(services):
+    events, said = run(a.ActionRoute(), tracker("whats the point", "out_of_scope",
+                                                **parse(weak=True, score=0.3)))  # fmt: skip
+    assert T.text("en", m.EMERGENCY_SUICIDE) not in said
+    assert SlotSet("danger_signal", True) in events
+    _, said = run(a.ActionRoute(), tracker("goodbye everyone", "goodbye",
+                                           slots={"danger_signal": True},
+                                           **parse(weak=True, score=0.3)))  # fmt: skip
+    assert said[0] == T.text("en", m.EMERGENCY_SUICIDE)
+    # a weak signal after an ordinary message is not danger, and forgets nothing wrongly
+    events, said = run(a.ActionRoute(), tracker("bye", "goodbye", sender="w2",
+                                                slots={"danger_signal": None}))  # fmt: skip
+    assert said == [T.text("en", m.GOODBYE)] and events == [SlotSet("awaiting", None)]
+
+
+def test_a_worker_in_danger_is_never_met_with_silence_and_can_say_they_are_safe(services):
+    events, said = run(a.ActionRoute(), tracker("i will end it tonight", "out_of_scope",
+                                                slots={"country": "HK"}, **parse("suicide")))  # fmt: skip
+    reference = next(e["value"] for e in events if e["name"] == "case_ref")
+    # a follow-up before any person answered: a short holding message, not silence
+    _, said = run(a.ActionRightsAnswer(), tracker("my salary", "wages", slots={"country": "HK"}))
+    assert said == [T.text("en", m.HOLDING_SUICIDE)]
+    # asking for the line again
+    _, said = run(a.ActionRoute(), tracker("3", "help", choice="3", slots={"country": "HK"}))
+    assert said[0].splitlines()[1] == "2896 0000 The Samaritans, many languages (24 h)"
+    # still flagged: a weak signal alone is danger now
+    _, said = run(a.ActionRoute(), tracker("nobody cares", "out_of_scope", slots={"country": "HK"},
+                                           **parse(weak=True, score=0.3)))  # fmt: skip
+    assert said[-1] == T.text("en", m.HOLDING_SUICIDE)
+    # a false alarm: "1", I am safe: the conversation goes on, the case stays flagged
+    events, said = run(a.ActionRoute(), tracker("1", "help", choice="1", slots={"awaiting": "safe"}))
+    assert said == [T.text("en", m.SAFE_NOW)]
+    _, said = run(a.ActionGreet(), tracker("hello", "greet"))
+    assert said[0] == T.text("en", m.GREETING)
+    with services.database.session() as s:
+        case = repo.find_case(s, reference=reference)
+        assert (case.urgency, case.handoff, case.danger_kind) == ("immediate", False, "suicide")
+        assert [e.kind for e in case.events][-1] == "worker_says_safe"
+        repo.release_handoff(s, case=case, actor="caseworker")  # a person clears the flag
+        assert case.danger_kind is None
+    _, said = run(a.ActionRoute(), tracker("nobody cares", "out_of_scope",
+                                           **parse(weak=True, score=0.3)))  # fmt: skip
+    assert T.text("en", m.EMERGENCY_SUICIDE) not in said
+    assert services.notifier.alerts[-1]["reason"] == "worker_says_safe"
