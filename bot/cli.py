@@ -382,6 +382,7 @@ def _case_row(case) -> dict:
         "reference": case.reference,
         "created_at": case.created_at.isoformat(timespec="seconds"),
         "urgency": case.urgency,
+        "danger_kind": case.danger_kind,
         "status": case.status,
         "category": case.category,
         "language": case.language,

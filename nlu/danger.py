@@ -7,7 +7,9 @@ parts, both learnt from the locale packs, so adding a language stays adding a fo
    phrases for each danger kind, in native script and as workers type them, including the
    indirect ways people speak of suicide. A phrase is matched on the folded message (lower case,
    Latin accents removed, punctuation as spaces). A phrase inside a pack's ``not_danger`` phrase
-   ("this job is killing me") does not count. ``weak`` phrases (hopelessness, farewells) are not
+   ("this job is killing me") does not count, and a message that says the danger is over
+   or is not about now (``not_now``: "now I am safe", "if a worker is locked in...") makes its danger phrases a weak signal only.
+   ``weak`` phrases (hopelessness, farewells) are not
    danger alone; the dialogue counts two in a row as danger (``actions.dialogue``).
 2. **The classifier**: character n-grams (2-5, within words) into a logistic regression trained
    on danger (every pack's ``examples.danger``, lexicon phrases and the ``emergency`` intent's
@@ -33,7 +35,7 @@ import regex
 import yaml
 
 from nlu.gazetteer import fold
-from nlu.script import script_of
+from nlu.script import ascii_digits, script_of
 
 KINDS = (
     "suicide",
@@ -64,7 +66,7 @@ class LexiconError(ValueError):
 
 def normalize_for_matching(text: str) -> str:
     """Folded (lower case, Latin accents removed), punctuation as single spaces."""
-    text = unicodedata.normalize("NFC", text)
+    text = ascii_digits(unicodedata.normalize("NFC", text))
     folded = fold(text)
     return " ".join(regex.sub(r"[^\w\s]+", " ", folded).split())
 
@@ -85,9 +87,11 @@ def _phrase_pattern(phrase: str) -> str | None:
                 words[-1] += r"\w*"
         if not words:
             return None
-        pieces.append(r"\W+".join(words))
-    body = _GAP.join(pieces)
+        pieces.append(words)
     script = script_of(normalize_for_matching(norm.replace("*", "").replace("..", " ")))
+    # Thai and Burmese put no spaces between words: a space in a phrase may be absent in a message.
+    joiner = r"\W*" if script in _NO_SPACES else r"\W+"
+    body = _GAP.join(joiner.join(words) for words in pieces)
     if script in _NO_SPACES:
         return body
     if script == "Latn":
@@ -126,7 +130,13 @@ class Lexicon:
 
     def danger_matches(self, text: str) -> tuple[list[Match], bool]:
         """Danger-kind matches outside every ``not_danger`` phrase, and whether a weak phrase
-        matched (also outside them)."""
+        matched (also outside them). A message not about danger now (``not_now``) has no
+        danger matches, only a weak signal."""
+        danger, weak, _ = self.assess_phrases(text)
+        return danger, weak
+
+    def assess_phrases(self, text: str) -> tuple[list[Match], bool, bool]:
+        """``danger_matches`` and whether a ``not_now`` phrase matched."""
         found = self.matches(text)
         shields = [(m.start, m.end) for m in found if m.kind == "not_danger"]
 
@@ -135,7 +145,11 @@ class Lexicon:
 
         danger = [m for m in found if m.kind in KINDS and not shielded(m)]
         weak = any(m.kind == "weak" and not shielded(m) for m in found)
-        return danger, weak
+        over = any(m.kind == "not_now" for m in found)
+        if danger and over:
+            # "last year he beat me, now I am safe": a weak signal, not an alarm
+            return [], True, True
+        return danger, weak, over
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,6 +158,7 @@ class PackLexicon:
     kinds: dict[str, list[str]]
     weak: list[str]
     not_danger: list[str]
+    not_now: list[str]
     danger_examples: dict[str, list[str]]
     safe_examples: list[str]
 
@@ -179,6 +194,7 @@ def load_pack_lexicon(pack_dir: Path | str) -> PackLexicon | None:
         kinds={k: strings(kinds.get(k), f"kinds.{k}") for k in KINDS},
         weak=strings(data.get("weak"), "weak"),
         not_danger=strings(data.get("not_danger"), "not_danger"),
+        not_now=strings(data.get("not_now"), "not_now"),
         danger_examples={
             k: strings(danger_examples.get(k), f"examples.danger.{k}") for k in KINDS
         },
@@ -297,7 +313,7 @@ class DangerDetector:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
-        phrases: dict[str, list[str]] = {k: [] for k in (*KINDS, "weak", "not_danger")}
+        phrases: dict[str, list[str]] = {k: [] for k in (*KINDS, "weak", "not_danger", "not_now")}
         danger_texts: list[str] = []
         kinds: list[str] = []
         safe_texts: list[str] = []
@@ -312,6 +328,7 @@ class DangerDetector:
                     kinds.append(kind)
             phrases["weak"] += lex.weak
             phrases["not_danger"] += lex.not_danger
+            phrases["not_now"] += lex.not_now
             safe_texts += lex.safe_examples + lex.not_danger
         emergency = [t for t, i in intent_examples if i == "emergency"]
         others = [t for t, i in intent_examples if i != "emergency"]
@@ -362,13 +379,13 @@ class DangerDetector:
         if not isinstance(text, str) or not text.strip():
             return Assessment(0.0, None, False, "none", self.threshold)
         text = text[:4000]  # danger is said early; a huge message costs no more than this
-        matches, weak = self.lexicon.danger_matches(text)
+        matches, weak, over = self.lexicon.assess_phrases(text)
         p, kind = self.probability(text)
         if matches:
             # The kind of the longest phrase: "my friend wants to die" is third_party.
             best = max(matches, key=lambda m: (m.end - m.start, m.kind == "suicide"))
             return Assessment(max(LEXICON_SCORE, p), best.kind, False, "lexicon", self.threshold)
-        if p >= self.threshold:
+        if p >= self.threshold and not over:
             return Assessment(p, kind, False, "classifier", self.threshold)
         weak = weak or p >= self.weak_threshold
         return Assessment(p, "suicide" if weak else None, weak, "none", self.threshold)

@@ -103,6 +103,11 @@ def dialogue(model: Path, *, legacy: bool = False) -> Iterator[DialogueRunner]:
         def alert(self, event: dict) -> None:
             self.events.append(event)
 
+    import logging
+
+    from rasa.utils.log_utils import configure_structlog
+
+    configure_structlog(logging.WARNING)  # Rasa's per-turn debug lines would print the messages
     executor = ActionExecutor()
     executor.register_package("actions")
 

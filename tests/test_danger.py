@@ -34,6 +34,7 @@ def lexicon() -> danger.Lexicon:
             "violence": ["hit me"],
             "weak": ["tired of everything"],
             "not_danger": ["this job is killing me", "kill myself laughing"],
+            "not_now": ["now i am safe"],
         }
     )
 
@@ -64,6 +65,11 @@ def test_lexicon_needs_whole_words_and_not_danger_phrases_shield(lexicon, text):
 
 def test_weak_phrases_are_not_danger_alone(lexicon):
     assert lexicon.danger_matches("so tired of everything") == ([], True)
+
+
+def test_danger_that_is_over_is_only_a_weak_signal(lexicon):
+    assert lexicon.danger_matches("last year boss hit me, now i am safe") == ([], True)
+    assert lexicon.danger_matches("now i am safe")[0] == []
 
 
 def test_vietnamese_phrases_match_with_and_without_accents():
@@ -106,6 +112,7 @@ def tiny() -> danger.DangerDetector:
         kinds={k: [] for k in danger.KINDS} | {"suicide": ["want to die"], "fire": ["fire in"]},
         weak=["no point"],
         not_danger=["killing me"],
+        not_now=["now safe"],
         danger_examples={k: [] for k in danger.KINDS}
         | {
             "suicide": ["i will end my life tonight", "goodbye forever sorry mother",
@@ -308,3 +315,21 @@ def test_a_worker_in_danger_is_never_met_with_silence_and_can_say_they_are_safe(
                                            **parse(weak=True, score=0.3)))  # fmt: skip
     assert T.text("en", m.EMERGENCY_SUICIDE) not in said
     assert services.notifier.alerts[-1]["reason"] == "worker_says_safe"
+
+
+def test_danger_after_stop_still_opens_an_immediate_case_and_alerts(services):
+    """STOP holds replies (bot/channels/inbox.py), never the assessment: the case and the alert."""
+    with services.database.session() as s:
+        contact = repo.upsert_contact(
+            s, pseudonym=services.pseudonym("sms", "worker-stop"), channel="sms", language="en"
+        )
+        contact.opted_out = True
+    events, _ = run(a.ActionRoute(), tracker("he is hitting me now", "abuse", sender="worker-stop",
+                                             channel="sms", **parse("violence")))  # fmt: skip
+    reference = next(e["value"] for e in events if e["name"] == "case_ref")
+    with services.database.session() as s:
+        case = repo.find_case(s, reference=reference)
+        assert (case.urgency, case.danger_kind, case.contact.opted_out) == (
+            "immediate", "violence", True,
+        )  # fmt: skip
+    assert services.notifier.alerts[-1]["danger_kind"] == "violence"

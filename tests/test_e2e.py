@@ -110,20 +110,36 @@ def test_question_complaint_and_status(live, store, language):
 def test_emergency_handoff_and_erasure(live, store):
     worker = f"e2e-safety-{uuid.uuid4().hex[:6]}"
     live.say(worker, "I work in Singapore")
-    replies = live.say(worker, heldout("en", "emergency"))
-    assert replies[0] == T.text("en", m.EMERGENCY)
+    replies = live.say(worker, "they locked us in the dormitory and beat my friend, please help")
+    kind_replies = {T.text("en", text) for text in [m.EMERGENCY, *m.EMERGENCY_BY_KIND.values()]}
+    assert replies[0] in kind_replies, replies
     assert "6438 5122 Ministry of Manpower" in replies[1]
     reference = re.search(r"HX-\d{6}", replies[2]).group()
+    assert replies[3] == T.text("en", m.ASK_SAFE_NOW)
     with store.session() as s:
         case = repo.find_case(s, reference=reference)
         assert (case.urgency, case.handoff, case.country) == ("immediate", True, "SG")
+        assert case.danger_kind in ("confinement", "violence", "third_party")
 
-    # Handed off: the bot is quiet, the caseworker sees the message.
-    assert live.say(worker, "what about my salary") == []
+    # In danger and handed off: never silence; the caseworker sees the message.
+    assert live.say(worker, "what about my salary") == [T.text("en", m.HOLDING)]
     with store.session() as s:
         case = repo.find_case(s, reference=reference)
         assert "what about my salary" in [msg.text for msg in case.messages]
-        case.handoff = False  # a caseworker releases the conversation
+        repo.release_handoff(s, case=case, actor="caseworker")  # a person clears it
+
+    # The worker: the classifier says fees, the danger detector says suicide.
+    suicidal = f"e2e-suicide-{uuid.uuid4().hex[:6]}"
+    live.say(suicidal, "I work in Hong Kong")
+    replies = live.say(
+        suicidal,
+        "I dont want to live anymore. 5 month no pay, family angry, loan people calling."
+        " tonight i finish everything",
+    )
+    assert replies[0] == T.text("en", m.EMERGENCY_SUICIDE)
+    assert "2896 0000 The Samaritans" in replies[1]
+    assert replies[-1] == T.text("en", m.ASK_SAFE_NOW)
+    assert live.say(suicidal, "1") == [T.text("en", m.SAFE_NOW)]  # a false alarm: goes on
 
     assert live.say(worker, "delete my data") == [T.text("en", m.ERASE_CONFIRM)]
     assert live.say(worker, "1") == [T.text("en", m.ERASE_DONE)]

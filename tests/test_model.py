@@ -60,6 +60,18 @@ def test_entities_in_native_script_and_digits(parser):
     assert [(e["entity"], e["value"]) for e in result["entities"]] == [("country", "MY")]
 
 
+def test_danger_is_in_the_parse_result_whatever_the_topic(parser):
+    """The issue's worker: the intent classifier says fees (a topic), the danger detector says
+    suicide. A figure of speech is not danger."""
+    result = parser.parse(
+        "I dont want to live anymore. 5 month no pay, family angry, loan people calling."
+        " tonight i finish everything"
+    )
+    assert result["danger_kind"] == "suicide" and result["danger"] >= 0.5, result
+    calm = parser.parse("this job is killing me haha, so much overtime")
+    assert calm["danger_kind"] is None and calm["danger"] < 0.5, calm
+
+
 def test_train_skips_when_nothing_changed(model):
     assert cli.train(models_dir=model.parent) == model
 
@@ -93,6 +105,8 @@ def test_helpline_parse_command(model, tmp_path):
         "language_confidence",
         "intent",
         "confidence",
+        "danger",
+        "danger_kind",
         "entities",
     }
     assert all(set(o) == keys for o in out)
