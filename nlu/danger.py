@@ -269,14 +269,62 @@ def _features(texts: Iterable[str]):
     return [normalize_for_matching(t) for t in texts]
 
 
+class Features:
+    """Character n-grams within words and word 1-2 grams (tf-idf), side by side; stored as
+    JSON (each part's n-grams and idf)."""
+
+    def __init__(self, params: list[dict] | None = None) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.params = [dict(p) for p in (params or VECTORIZERS)]
+        self.parts = [TfidfVectorizer(**p) for p in self.params]
+
+    def fit_transform(self, texts: list[str]):
+        from scipy.sparse import hstack
+
+        return hstack([v.fit_transform(texts) for v in self.parts]).tocsr()
+
+    def transform(self, texts: list[str]):
+        from scipy.sparse import hstack
+
+        return hstack([v.transform(texts) for v in self.parts]).tocsr()
+
+    def __len__(self) -> int:
+        return sum(len(v.vocabulary_) for v in self.parts)
+
+    def to_json(self) -> list[dict]:
+        out = []
+        for params, v in zip(self.params, self.parts):
+            terms = sorted(v.vocabulary_.items(), key=lambda item: item[1])
+            out.append(
+                {
+                    "params": {k: list(x) if isinstance(x, tuple) else x for k, x in params.items()},
+                    "terms": [t for t, _ in terms],
+                    "idf": [round(float(x), 5) for x in v.idf_],
+                }
+            )
+        return out
+
+    @classmethod
+    def from_json(cls, data: list[dict]) -> Features:
+        params = [
+            {k: tuple(x) if k == "ngram_range" else x for k, x in part["params"].items()}
+            for part in data
+        ]
+        features = cls(params)
+        for v, part in zip(features.parts, data):
+            v.vocabulary_ = {t: i for i, t in enumerate(part["terms"])}
+            v.idf_ = np.array(part["idf"], dtype=float)
+        return features
+
+
 class DangerDetector:
     """The lexicon and the classifiers, trained from the packs; ``assess`` one message."""
 
     def __init__(
         self,
         lexicon: Lexicon,
-        vocabulary: dict[str, int],
-        idf: np.ndarray,
+        features: Features,
         coef: np.ndarray,
         intercept: float,
         kind_coef: np.ndarray,
@@ -285,14 +333,10 @@ class DangerDetector:
         threshold: float = THRESHOLD,
         weak_threshold: float = WEAK_THRESHOLD,
     ) -> None:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
         self.lexicon = lexicon
         self.threshold = threshold
         self.weak_threshold = weak_threshold
-        self.vectorizer = TfidfVectorizer(**_VECTORIZER)
-        self.vectorizer.vocabulary_ = vocabulary
-        self.vectorizer.idf_ = idf
+        self.features = features
         self.coef = coef
         self.intercept = intercept
         self.kind_coef = kind_coef
@@ -310,7 +354,6 @@ class DangerDetector:
     ) -> DangerDetector:
         """``intent_examples``: ``(text, intent)`` of every pack; ``emergency`` ones count as
         danger, every other intent as not danger."""
-        from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
         phrases: dict[str, list[str]] = {k: [] for k in (*KINDS, "weak", "not_danger", "not_now")}
@@ -342,11 +385,11 @@ class DangerDetector:
             + [2.0] * len(safe_texts)
             + [1.0] * len(others)
         )
-        vectorizer = TfidfVectorizer(**_VECTORIZER)
-        x = vectorizer.fit_transform(_features(texts))
+        features = Features()
+        x = features.fit_transform(_features(texts))
         clf = LogisticRegression(max_iter=2000, C=5.0, class_weight="balanced")
         clf.fit(x, labels, sample_weight=weights)
-        xk = vectorizer.transform(_features(danger_texts))
+        xk = features.transform(_features(danger_texts))
         kind_clf = LogisticRegression(max_iter=2000, C=5.0)
         kind_clf.fit(xk, np.array(kinds))
         kind_coef, kind_intercept = kind_clf.coef_, kind_clf.intercept_
@@ -355,8 +398,7 @@ class DangerDetector:
             kind_intercept = np.array([-kind_intercept[0], kind_intercept[0]])
         return cls(
             Lexicon(phrases),
-            {str(k): int(v) for k, v in vectorizer.vocabulary_.items()},
-            vectorizer.idf_,
+            features,
             clf.coef_[0],
             float(clf.intercept_[0]),
             kind_coef,
@@ -368,7 +410,7 @@ class DangerDetector:
 
     # --- inference -------------------------------------------------------------------------
     def probability(self, text: str) -> tuple[float, str | None]:
-        x = self.vectorizer.transform(_features([text]))
+        x = self.features.transform(_features([text]))
         z = float(x @ self.coef + self.intercept)
         p = 1.0 / (1.0 + np.exp(-z))
         kind_scores = x @ self.kind_coef.T + self.kind_intercept
@@ -392,8 +434,6 @@ class DangerDetector:
 
     # --- storage (JSON, no pickle) -----------------------------------------------------------
     def to_json(self) -> dict:
-        inverse = sorted(self.vectorizer.vocabulary_.items(), key=lambda item: item[1])
-
         def r(values) -> list[float]:
             return [round(float(v), 5) for v in values]
 
@@ -402,8 +442,7 @@ class DangerDetector:
             "threshold": self.threshold,
             "weak_threshold": self.weak_threshold,
             "lexicon": self.lexicon.phrases,
-            "features": [t for t, _ in inverse],
-            "idf": r(self.vectorizer.idf_),
+            "features": self.features.to_json(),
             "coef": r(self.coef),
             "intercept": self.intercept,
             "kind_labels": self.kind_labels,
@@ -415,11 +454,9 @@ class DangerDetector:
     def from_json(cls, data: dict) -> DangerDetector:
         if data.get("format") != FORMAT_VERSION:
             raise ValueError(f"danger model format {data.get('format')!r} is not supported")
-        features = data["features"]
         return cls(
             Lexicon(data["lexicon"]),
-            {t: i for i, t in enumerate(features)},
-            np.array(data["idf"], dtype=float),
+            Features.from_json(data["features"]),
             np.array(data["coef"], dtype=float),
             float(data["intercept"]),
             np.array(data["kind_coef"], dtype=float).reshape(len(data["kind_labels"]), -1),
@@ -437,10 +474,17 @@ class DangerDetector:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-# Character n-grams within words, sublinear counts; min_df and max_features keep the model small
-# (a few MB of JSON).
-_VECTORIZER = dict(
-    analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=60000
+# Character n-grams within words and word 1-2 grams, sublinear counts; min_df and max_features
+# keep the model a few MB of JSON (tests/bench/danger_choice.py compares settings).
+VECTORIZERS = (
+    dict(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=60000),
+    dict(
+        analyzer="word",
+        ngram_range=(1, 2),
+        sublinear_tf=True,
+        token_pattern=r"(?u)\b\w+\b",
+        max_features=60000,
+    ),
 )
 
 

@@ -74,7 +74,7 @@ class DangerDetectorComponent(GraphComponent):
         )
         logger.info(
             "danger detector: %d features, %d lexicon phrases",
-            len(self.detector.vectorizer.vocabulary_),
+            len(self.detector.features),
             sum(len(v) for v in self.detector.lexicon.phrases.values()),
         )
         with self._model_storage.write_to(self._resource) as path:
