@@ -82,12 +82,13 @@ def training_inputs(
     data_dir: Path,
 ) -> tuple[list[Path], dict, str]:
     """Training files, the config as trained, and the model's name: a hash of the config, the
-    domain, the training data, every pack.yml and danger.yml, and our NLU code. Translations (``.po``) are not
-    part of it: editing one never retrains."""
+    domain, the training data, every pack.yml and danger.yml, and our NLU code. Translations
+    (``.po``) are not part of it: editing one never retrains."""
     files = _training_files(packs, data_dir)
     config = _config_for(config_path, Path(locales_dir).resolve())
     inputs = files + [domain_path] + [p.path / "pack.yml" for p in packs]
-    inputs += [p.path / "danger.yml" for p in packs if (p.path / "danger.yml").is_file()]
+    lexicons = [p.path / "danger.yml" for p in packs]
+    inputs += [path for path in lexicons if path.is_file()]
     return files, config, f"{MODEL_PREFIX}{fingerprint(inputs, config)}"
 
 

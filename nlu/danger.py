@@ -8,7 +8,8 @@ parts, both learnt from the locale packs, so adding a language stays adding a fo
    indirect ways people speak of suicide. A phrase is matched on the folded message (lower case,
    Latin accents removed, punctuation as spaces). A phrase inside a pack's ``not_danger`` phrase
    ("this job is killing me") does not count, and a message that says the danger is over
-   or is not about now (``not_now``: "now I am safe", "if a worker is locked in...") makes its danger phrases a weak signal only.
+   or is not about now (``not_now``: "now I am safe", "if a worker is locked in...") makes its
+   danger phrases a weak signal only.
    ``weak`` phrases (hopelessness, farewells) are not
    danger alone; the dialogue counts two in a row as danger (``actions.dialogue``).
 2. **The classifier**: character n-grams (2-5, within words) into a logistic regression trained
@@ -294,11 +295,13 @@ class Features:
 
     def to_json(self) -> list[dict]:
         out = []
-        for params, v in zip(self.params, self.parts):
+        for params, v in zip(self.params, self.parts, strict=True):
             terms = sorted(v.vocabulary_.items(), key=lambda item: item[1])
             out.append(
                 {
-                    "params": {k: list(x) if isinstance(x, tuple) else x for k, x in params.items()},
+                    "params": {
+                        k: list(x) if isinstance(x, tuple) else x for k, x in params.items()
+                    },
                     "terms": [t for t, _ in terms],
                     "idf": [round(float(x), 5) for x in v.idf_],
                 }
@@ -312,7 +315,7 @@ class Features:
             for part in data
         ]
         features = cls(params)
-        for v, part in zip(features.parts, data):
+        for v, part in zip(features.parts, data, strict=True):
             v.vocabulary_ = {t: i for i, t in enumerate(part["terms"])}
             v.idf_ = np.array(part["idf"], dtype=float)
         return features
@@ -477,14 +480,20 @@ class DangerDetector:
 # Character n-grams within words and word 1-2 grams, sublinear counts; min_df and max_features
 # keep the model a few MB of JSON (tests/bench/danger_choice.py compares settings).
 VECTORIZERS = (
-    dict(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2, max_features=60000),
-    dict(
-        analyzer="word",
-        ngram_range=(1, 2),
-        sublinear_tf=True,
-        token_pattern=r"(?u)\b\w+\b",
-        max_features=60000,
-    ),
+    {
+        "analyzer": "char_wb",
+        "ngram_range": (2, 5),
+        "sublinear_tf": True,
+        "min_df": 2,
+        "max_features": 60000,
+    },
+    {
+        "analyzer": "word",
+        "ngram_range": (1, 2),
+        "sublinear_tf": True,
+        "token_pattern": r"(?u)\b\w+\b",
+        "max_features": 60000,
+    },
 )
 
 

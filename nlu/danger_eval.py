@@ -21,7 +21,6 @@ import contextlib
 import tempfile
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 from nlu.danger import KINDS
@@ -81,8 +80,23 @@ def _legacy_danger_kind(turn) -> str | None:
     return None
 
 
+def _detector_only_danger_kind(turn) -> str | None:
+    """Ours without the intent classifier's ``emergency`` (to measure what it adds)."""
+    from actions.dialogue import Turn
+
+    if turn.intent != "emergency" and turn.score("emergency") < 0.3:
+        return Turn.danger_kind.func(turn)
+    saved = turn.message
+    turn.message = {**saved, "intent": {"name": "out_of_scope", "confidence": 1.0},
+                    "intent_ranking": []}  # fmt: skip
+    try:
+        return Turn.danger_kind.func(turn)
+    finally:
+        turn.message = saved
+
+
 @contextlib.contextmanager
-def dialogue(model: Path, *, legacy: bool = False) -> Iterator[DialogueRunner]:
+def dialogue(model: Path, *, legacy: bool = False, detector_only: bool = False):
     """The real agent and our actions in one process, on a fresh SQLite case store."""
     from unittest import mock
 
@@ -125,12 +139,9 @@ def dialogue(model: Path, *, legacy: bool = False) -> Iterator[DialogueRunner]:
         previous = services_module._services
         services_module.use(services)
         patches = [mock.patch.object(EndpointConfig, "request", request)]
-        if legacy:
-            patches.append(
-                mock.patch.object(
-                    dialogue_module.Turn, "danger_kind", property(_legacy_danger_kind)
-                )
-            )
+        if legacy or detector_only:
+            rule = _legacy_danger_kind if legacy else _detector_only_danger_kind
+            patches.append(mock.patch.object(dialogue_module.Turn, "danger_kind", property(rule)))
         with contextlib.ExitStack() as stack:
             for p in patches:
                 stack.enter_context(p)
@@ -178,10 +189,12 @@ class DialogueRunner:
         return case is not None, (case.danger_kind if case is not None else None)
 
 
-def run(model: Path, rows: list[dict], *, legacy: bool = False) -> list[dict]:
+def run(
+    model: Path, rows: list[dict], *, legacy: bool = False, detector_only: bool = False
+) -> list[dict]:
     """Each row with ``detected`` (and the ``found_kind``), end to end through the dialogue."""
     out = []
-    with dialogue(model, legacy=legacy) as runner:
+    with dialogue(model, legacy=legacy, detector_only=detector_only) as runner:
         for row in rows:
             detected, kind = runner.detected(row["text"])
             out.append({**row, "detected": detected, "found_kind": kind})

@@ -47,3 +47,28 @@ def live(tmp_path_factory, model):
     server, stop = start(tmp_path_factory.mktemp("live"))
     yield server
     stop()
+
+
+@pytest.fixture
+def services(tmp_path):
+    """The actions' services on a fresh SQLite case store, with a notifier that records."""
+    from actions import services as services_module
+    from bot import settings as settings_module
+    from bot.emergency import Notifier
+    from bot.store import Database
+
+    class RecordingNotifier(Notifier):
+        def __init__(self) -> None:
+            self.alerts: list[dict] = []
+
+        def alert(self, event: dict) -> None:
+            self.alerts.append(event)
+
+    settings = settings_module.load({"HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/cases.db"})
+    db = Database(settings.database_url, settings.encryption_keys)
+    db.upgrade()
+    svc = services_module.Services(settings, database=db, notifier=RecordingNotifier())
+    services_module.use(svc)
+    yield svc
+    services_module.use(None)
+    db.dispose()

@@ -9,44 +9,18 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-import pytest
 from rasa_sdk import Tracker
 from rasa_sdk.events import FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import actions as a
 from actions import messages as m
-from actions import services as services_module
 from actions.form import ValidateGrievanceForm, intake_slots
-from bot import settings as settings_module
-from bot.emergency import Notifier
 from bot.i18n import Translations
-from bot.store import Database
 from bot.store import repository as repo
 from bot.store.models import Case, Contact, Message
 
 T = Translations()
-
-
-class RecordingNotifier(Notifier):
-    def __init__(self) -> None:
-        self.alerts: list[dict] = []
-
-    def alert(self, event: dict) -> None:
-        self.alerts.append(event)
-
-
-@pytest.fixture
-def services(tmp_path):
-    settings = settings_module.load({"HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/cases.db"})
-    db = Database(settings.database_url, settings.encryption_keys)
-    db.upgrade()
-    notifier = RecordingNotifier()
-    svc = services_module.Services(settings, database=db, notifier=notifier)
-    services_module.use(svc)
-    yield svc
-    services_module.use(None)
-    db.dispose()
 
 
 def tracker(

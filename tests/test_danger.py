@@ -21,7 +21,7 @@ from bot import locale_packs
 from bot.store import repository as repo
 from nlu import danger
 from nlu.danger_eval import DANGER_SETS, load_danger_set
-from tests.test_actions import T, run, services, tracker  # noqa: F401 - fixture
+from tests.test_actions import T, run, tracker
 
 # --- the lexicon ---------------------------------------------------------------------------------
 
@@ -90,7 +90,9 @@ def test_locales_check_reports_a_broken_or_thin_lexicon(tmp_path):
     (tmp_path / "danger.yml").write_text("kinds: {suicid: [x]}\n", encoding="utf-8")
     assert "unknown danger kind 'suicid'" in danger.check_pack_lexicon(tmp_path)[0]
     (tmp_path / "danger.yml").write_text(
-        yaml.safe_dump({"kinds": {"suicide": ["want to die", "xy"]}, "not_danger": ["want to die"]}),
+        yaml.safe_dump(
+            {"kinds": {"suicide": ["want to die", "xy"]}, "not_danger": ["want to die"]}
+        ),
         encoding="utf-8",
     )
     problems = "\n".join(danger.check_pack_lexicon(tmp_path))
@@ -99,7 +101,9 @@ def test_locales_check_reports_a_broken_or_thin_lexicon(tmp_path):
     assert "'want to die' is both danger and not_danger" in problems
     assert "examples.safe has 0 messages" in problems
     (tmp_path / "danger.yml").unlink()
-    assert danger.check_pack_lexicon(tmp_path) == ["danger.yml: missing (every pack needs a danger lexicon)"]
+    assert danger.check_pack_lexicon(tmp_path) == [
+        "danger.yml: missing (every pack needs a danger lexicon)"
+    ]
 
 
 # --- the classifier, trained tiny ----------------------------------------------------------------
@@ -243,12 +247,13 @@ def test_other_kinds_get_guidance_worded_for_the_kind(services, kind, message):
 
 def test_danger_is_assessed_after_a_menu_number_in_the_form_and_in_a_handoff(services):
     # after the menu: a sentence is read for danger before it is read as an answer
-    _, said = run(a.ActionRoute(), tracker("they beat me", "abuse", slots={"awaiting": "menu"},
-                                           **parse("violence")))  # fmt: skip
+    menu = {"awaiting": "menu"}
+    beaten = tracker("they beat me", "abuse", slots=menu, **parse("violence"))
+    _, said = run(a.ActionRoute(), beaten)
     assert said[0] == T.text("en", m.EMERGENCY_VIOLENCE)
     # a bare number is never danger, whatever the score
-    _, said = run(a.ActionRoute(), tracker("1", "help", choice="1", sender="w2",
-                                           slots={"awaiting": "menu"}, **parse("violence")))  # fmt: skip
+    number = tracker("1", "help", choice="1", sender="w2", slots=menu, **parse("violence"))
+    _, said = run(a.ActionRoute(), number)
     assert T.text("en", m.EMERGENCY_VIOLENCE) not in said
     # inside the grievance form
     form = ValidateGrievanceForm()
@@ -287,8 +292,9 @@ def test_two_weak_signals_in_a_row_are_danger_one_is_not(services):
 
 
 def test_a_worker_in_danger_is_never_met_with_silence_and_can_say_they_are_safe(services):
-    events, said = run(a.ActionRoute(), tracker("i will end it tonight", "out_of_scope",
-                                                slots={"country": "HK"}, **parse("suicide")))  # fmt: skip
+    hk = {"country": "HK"}
+    first = tracker("i will end it tonight", "out_of_scope", slots=hk, **parse("suicide"))
+    events, said = run(a.ActionRoute(), first)
     reference = next(e["value"] for e in events if e["name"] == "case_ref")
     # a follow-up before any person answered: a short holding message, not silence
     _, said = run(a.ActionRightsAnswer(), tracker("my salary", "wages", slots={"country": "HK"}))
@@ -301,7 +307,8 @@ def test_a_worker_in_danger_is_never_met_with_silence_and_can_say_they_are_safe(
                                            **parse(weak=True, score=0.3)))  # fmt: skip
     assert said[-1] == T.text("en", m.HOLDING_SUICIDE)
     # a false alarm: "1", I am safe: the conversation goes on, the case stays flagged
-    events, said = run(a.ActionRoute(), tracker("1", "help", choice="1", slots={"awaiting": "safe"}))
+    safe = {"awaiting": "safe"}
+    events, said = run(a.ActionRoute(), tracker("1", "help", choice="1", slots=safe))
     assert said == [T.text("en", m.SAFE_NOW)]
     _, said = run(a.ActionGreet(), tracker("hello", "greet"))
     assert said[0] == T.text("en", m.GREETING)

@@ -65,13 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", help="a markdown file whose bench-danger table to replace")
     parser.add_argument("--errors", action="store_true", help="dev set only: list the misses")
     parser.add_argument("--no-previous", action="store_true", help="skip the previous pipeline")
+    parser.add_argument(
+        "--detector-only", action="store_true",
+        help="ours without the intent classifier's emergency (to measure what it adds)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.errors and args.set != "dev":
         parser.error("--errors only on the dev set: the evaluation set is never read row by row")
     model = Path(args.model) if args.model else cli.train(models_dir=ROOT / "models")
     rows = load_danger_set(DANGER_SETS[args.set])
     start = time.perf_counter()
-    results = run(model, rows)
+    results = run(model, rows, detector_only=args.detector_only)
     took = time.perf_counter() - start
     ours = summarize(results)
     previous = {} if args.no_previous else summarize(run(model, rows, legacy=True))

@@ -27,8 +27,8 @@ THRESHOLDS = (0.3, 0.4, 0.5, 0.6)
 
 
 def rates(rows, hits) -> tuple[float, float]:
-    d = [h for r, h in zip(rows, hits) if r["label"] == "danger"]
-    s = [h for r, h in zip(rows, hits) if r["label"] == "safe"]
+    d = [h for r, h in zip(rows, hits, strict=True) if r["label"] == "danger"]
+    s = [h for r, h in zip(rows, hits, strict=True) if r["label"] == "safe"]
     return sum(d) / len(d), sum(s) / len(s)
 
 
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| lexicon alone | - | {r:.3f} | {f:.3f} |")
         for th in THRESHOLDS:
             r, f = rates(rows, [p >= th for p in probs])
-            print(f"| {name}: classifier alone (trained in {took:.0f} s) | {th} | {r:.3f} | {f:.3f} |")
+            label = f"{name}: classifier alone (trained in {took:.0f} s)"
+            print(f"| {label} | {th} | {r:.3f} | {f:.3f} |")
         for th in THRESHOLDS:
             det.threshold = th
             r, f = rates(rows, [det.assess(t).danger for t in texts])
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     det.threshold = args.threshold
     results = [det.assess(t) for t in texts]
     show = set(filter(None, args.errors.split(",")))
-    for r, a in zip(rows, results):
+    for r, a in zip(rows, results, strict=True):
         hit = a.danger
         if r["language"] in show and hit != (r["label"] == "danger"):
             what = "MISSED" if not hit else "FALSE ALARM"
