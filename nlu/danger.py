@@ -52,12 +52,15 @@ KINDS = (
 )
 LEXICON_FILE = "danger.yml"
 LEXICON_SCORE = 0.95  # a danger phrase, outside any not_danger phrase
-THRESHOLD = 0.5  # classifier probability that counts as danger (tuned on the dev set: README)
-WEAK_THRESHOLD = 0.25  # below THRESHOLD, at least this: a weak signal
+THRESHOLD = 0.3  # classifier probability that counts as danger (set for recall on the dev set)
+WEAK_THRESHOLD = 0.2  # below THRESHOLD, at least this: a weak signal
+# A lexicon phrase is danger unless the classifier is this sure it is not ("my wife will kill me
+# if I forget the gift haha"); below it, the phrase is a weak signal (two in a row are danger).
+LEXICON_FLOOR = 0.05
 FORMAT_VERSION = 1
 
 # Scripts without spaces between words: a phrase matches anywhere.
-_NO_SPACES = ("Mymr", "Thai")
+_NO_SPACES = ("Myanmar", "Thai")
 _GAP = r"(?:\W+\w+){0,3}?\W+"  # `..`: up to 3 other words
 
 
@@ -67,7 +70,8 @@ class LexiconError(ValueError):
 
 def normalize_for_matching(text: str) -> str:
     """Folded (lower case, Latin accents removed), punctuation as single spaces."""
-    text = ascii_digits(unicodedata.normalize("NFC", text))
+    # "เเ" (two sara e) is how many type "แ" (sara ae) in Thai
+    text = ascii_digits(unicodedata.normalize("NFC", text)).replace("\u0e40\u0e40", "\u0e41")
     folded = fold(text)
     return " ".join(regex.sub(r"[^\w\s]+", " ", folded).split())
 
@@ -335,8 +339,10 @@ class DangerDetector:
         kind_labels: list[str],
         threshold: float = THRESHOLD,
         weak_threshold: float = WEAK_THRESHOLD,
+        lexicon_floor: float = LEXICON_FLOOR,
     ) -> None:
         self.lexicon = lexicon
+        self.lexicon_floor = lexicon_floor
         self.threshold = threshold
         self.weak_threshold = weak_threshold
         self.features = features
@@ -354,6 +360,7 @@ class DangerDetector:
         intent_examples: list[tuple[str, str]],
         threshold: float = THRESHOLD,
         weak_threshold: float = WEAK_THRESHOLD,
+        lexicon_floor: float = LEXICON_FLOOR,
     ) -> DangerDetector:
         """``intent_examples``: ``(text, intent)`` of every pack; ``emergency`` ones count as
         danger, every other intent as not danger."""
@@ -409,6 +416,7 @@ class DangerDetector:
             [str(c) for c in kind_clf.classes_],
             threshold,
             weak_threshold,
+            lexicon_floor,
         )
 
     # --- inference -------------------------------------------------------------------------
@@ -426,13 +434,13 @@ class DangerDetector:
         text = text[:4000]  # danger is said early; a huge message costs no more than this
         matches, weak, over = self.lexicon.assess_phrases(text)
         p, kind = self.probability(text)
-        if matches:
+        if matches and p >= self.lexicon_floor:
             # The kind of the longest phrase: "my friend wants to die" is third_party.
             best = max(matches, key=lambda m: (m.end - m.start, m.kind == "suicide"))
             return Assessment(max(LEXICON_SCORE, p), best.kind, False, "lexicon", self.threshold)
         if p >= self.threshold and not over:
             return Assessment(p, kind, False, "classifier", self.threshold)
-        weak = weak or p >= self.weak_threshold
+        weak = weak or bool(matches) or p >= self.weak_threshold
         return Assessment(p, "suicide" if weak else None, weak, "none", self.threshold)
 
     # --- storage (JSON, no pickle) -----------------------------------------------------------
@@ -444,6 +452,7 @@ class DangerDetector:
             "format": FORMAT_VERSION,
             "threshold": self.threshold,
             "weak_threshold": self.weak_threshold,
+            "lexicon_floor": self.lexicon_floor,
             "lexicon": self.lexicon.phrases,
             "features": self.features.to_json(),
             "coef": r(self.coef),
@@ -467,6 +476,7 @@ class DangerDetector:
             list(data["kind_labels"]),
             float(data["threshold"]),
             float(data["weak_threshold"]),
+            float(data["lexicon_floor"]),
         )
 
     def save(self, path: Path | str) -> None:
@@ -498,7 +508,10 @@ VECTORIZERS = (
 
 
 def train_from_packs(
-    locales_dir: Path | str, threshold: float = THRESHOLD, weak_threshold: float = WEAK_THRESHOLD
+    locales_dir: Path | str,
+    threshold: float = THRESHOLD,
+    weak_threshold: float = WEAK_THRESHOLD,
+    lexicon_floor: float = LEXICON_FLOOR,
 ) -> DangerDetector:
     from bot import locale_packs
     from nlu.script import normalize
@@ -511,4 +524,6 @@ def train_from_packs(
             lexicons.append(lexicon)
         for ex in locale_packs.read_examples(pack.nlu_files):
             intent_examples.append((normalize(ex.text)[0], ex.intent))
-    return DangerDetector.train(lexicons, intent_examples, threshold, weak_threshold)
+    return DangerDetector.train(
+        lexicons, intent_examples, threshold, weak_threshold, lexicon_floor
+    )

@@ -30,7 +30,8 @@ from tests.test_actions import T, run, tracker
 def lexicon() -> danger.Lexicon:
     return danger.Lexicon(
         {
-            "suicide": ["want to die", "kill* myself", "sorry .. mother", "মরে যাব", "อยากตาย"],
+            "suicide": ["want to die", "kill* myself", "sorry .. mother", "মরে যাব", "อยากตาย",
+                        "သေချင်"],  # fmt: skip
             "violence": ["hit me"],
             "weak": ["tired of everything"],
             "not_danger": ["this job is killing me", "kill myself laughing"],
@@ -47,6 +48,7 @@ def lexicon() -> danger.Lexicon:
         ("sorry my dear mother", "suicide"),  # `..`: words between
         ("আমি মরে যাবো", "suicide"),  # Bengali: any ending
         ("ฉันอยากตายแล้ว", "suicide"),  # Thai: anywhere, no spaces
+        ("ငါသေချင်တယ်", "suicide"),  # Burmese: anywhere, no spaces
         ("boss hit me again", "violence"),
     ],
 )

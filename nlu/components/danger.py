@@ -40,6 +40,7 @@ class DangerDetectorComponent(GraphComponent):
             "locales_dir": "locales",
             "threshold": danger.THRESHOLD,
             "weak_threshold": danger.WEAK_THRESHOLD,
+            "lexicon_floor": danger.LEXICON_FLOOR,
         }
 
     def __init__(
@@ -71,6 +72,7 @@ class DangerDetectorComponent(GraphComponent):
             self._config["locales_dir"],
             float(self._config["threshold"]),
             float(self._config["weak_threshold"]),
+            float(self._config["lexicon_floor"]),
         )
         logger.info(
             "danger detector: %d features, %d lexicon phrases",
