@@ -121,8 +121,10 @@ class ActionEmergency(HelplineAction):
     quiet_in_handoff = False
     reads_context = False
 
-    def handle(self, turn: Turn) -> None:  # pragma: no cover - danger() is always true here
-        dialogue.emergency(turn)
+    def handle(self, turn: Turn) -> None:
+        # The classifier said emergency but the danger assessment did not agree (a figure of
+        # speech): answered like any unclear message, never silently dropped.
+        dialogue.route(turn)
 
 
 class ActionHandoff(HelplineAction):

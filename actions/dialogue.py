@@ -49,6 +49,8 @@ OTHER_COUNTRY = "XX"  # "another country": general answers, no country-specific 
 YES, NO = "1", "2"
 DANGER_SCORE = 0.3  # emergency score that counts as danger inside any message (README: measured)
 UNSPECIFIED = "unspecified"  # danger of a kind the detector did not name
+EMERGENCY_SURE = 0.8  # the intent classifier's emergency alone, when it is this sure
+DANGER_SUPPORT = 0.1  # a danger score that supports the intent classifier's emergency
 MAX_SECRET_FAILURES = 5
 SURE = 0.9  # classifier confidence for a worded yes/no to count where it cannot be undone
 INTAKE_SLOTS = (
@@ -167,7 +169,9 @@ class Turn:
     def danger_kind(self) -> str | None:
         """The kind of danger this message shows (``UNSPECIFIED`` when the kind is not known), or
         None. Danger is: the danger detector's score over its threshold (``danger_kind`` in the
-        parse result, ``nlu.danger``); or the classifier's ``emergency`` intent; or a weak signal
+        parse result, ``nlu.danger``); or the classifier's ``emergency`` intent, when it is sure
+        or the detector gives it some support (measured: alone it only added false alarms on
+        the development set); or a weak signal
         (hopelessness, a farewell) right after another weak signal, or from a worker whose
         danger no person has cleared yet. A bare number or a command word is never danger."""
         if self.choice or self.command:
@@ -175,7 +179,14 @@ class Turn:
         kind = self.message.get("danger_kind")
         if kind:
             return str(kind)
-        if self.intent == "emergency" or self.score("emergency") >= DANGER_SCORE:
+        if (self.intent == "emergency" or self.score("emergency") >= DANGER_SCORE) and (
+            self.score("emergency") >= EMERGENCY_SURE
+            or self.weak_signal
+            or float(self.message.get("danger") or 0.0) >= DANGER_SUPPORT
+            or "danger" not in self.message  # a model without the danger detector
+        ):
+            # The topic classifier's emergency, with some support from the danger detector:
+            # alone it learns topics ("so sleepy I could die" is emergency at 0.63).
             return UNSPECIFIED
         if self.weak_signal and (self.slot("danger_signal") or self.flagged() is not None):
             return "suicide"  # hopelessness, then a farewell: the risk is to their life

@@ -259,7 +259,7 @@ def check_pack_lexicon(pack_dir: Path | str) -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Assessment:
-    score: float  # 0..1; >= threshold is danger
+    score: float  # 0..1; >= threshold exactly when danger
     kind: str | None  # a danger kind, when score >= threshold or a weak signal
     weak: bool  # a weak signal (hopelessness, farewell) below the threshold
     source: str  # "lexicon", "classifier" or "none"
@@ -267,7 +267,7 @@ class Assessment:
 
     @property
     def danger(self) -> bool:
-        return self.score >= self.threshold
+        return self.source in ("lexicon", "classifier")
 
 
 def _features(texts: Iterable[str]):
@@ -340,9 +340,13 @@ class DangerDetector:
         threshold: float = THRESHOLD,
         weak_threshold: float = WEAK_THRESHOLD,
         lexicon_floor: float = LEXICON_FLOOR,
+        thresholds: dict[str, float] | None = None,
     ) -> None:
         self.lexicon = lexicon
         self.lexicon_floor = lexicon_floor
+        # Per language (a pack's ``danger_threshold`` in pack.yml, set for recall on the dev set):
+        # one classifier serves every language, and its scores are not equally calibrated.
+        self.thresholds = dict(thresholds or {})
         self.threshold = threshold
         self.weak_threshold = weak_threshold
         self.features = features
@@ -361,6 +365,7 @@ class DangerDetector:
         threshold: float = THRESHOLD,
         weak_threshold: float = WEAK_THRESHOLD,
         lexicon_floor: float = LEXICON_FLOOR,
+        thresholds: dict[str, float] | None = None,
     ) -> DangerDetector:
         """``intent_examples``: ``(text, intent)`` of every pack; ``emergency`` ones count as
         danger, every other intent as not danger."""
@@ -417,6 +422,7 @@ class DangerDetector:
             threshold,
             weak_threshold,
             lexicon_floor,
+            thresholds,
         )
 
     # --- inference -------------------------------------------------------------------------
@@ -428,20 +434,27 @@ class DangerDetector:
         kind = self.kind_labels[int(np.argmax(kind_scores))] if self.kind_labels else None
         return float(p), kind
 
-    def assess(self, text: str) -> Assessment:
+    def threshold_for(self, language: str | None) -> float:
+        return self.thresholds.get(language or "", self.threshold)
+
+    def assess(self, text: str, language: str | None = None) -> Assessment:
+        threshold = self.threshold_for(language)
+        weak_threshold = min(self.weak_threshold, threshold * 0.67)
         if not isinstance(text, str) or not text.strip():
-            return Assessment(0.0, None, False, "none", self.threshold)
+            return Assessment(0.0, None, False, "none", threshold)
         text = text[:4000]  # danger is said early; a huge message costs no more than this
         matches, weak, over = self.lexicon.assess_phrases(text)
         p, kind = self.probability(text)
         if matches and p >= self.lexicon_floor:
             # The kind of the longest phrase: "my friend wants to die" is third_party.
             best = max(matches, key=lambda m: (m.end - m.start, m.kind == "suicide"))
-            return Assessment(max(LEXICON_SCORE, p), best.kind, False, "lexicon", self.threshold)
-        if p >= self.threshold and not over:
-            return Assessment(p, kind, False, "classifier", self.threshold)
-        weak = weak or bool(matches) or p >= self.weak_threshold
-        return Assessment(p, "suicide" if weak else None, weak, "none", self.threshold)
+            return Assessment(max(LEXICON_SCORE, p), best.kind, False, "lexicon", threshold)
+        if p >= threshold and not over:
+            return Assessment(p, kind, False, "classifier", threshold)
+        weak = weak or bool(matches) or p >= weak_threshold
+        # Not danger (a figure of speech, or over): the score says so too.
+        score = min(p, round(threshold * 0.99, 4))
+        return Assessment(score, "suicide" if weak else None, weak, "none", threshold)
 
     # --- storage (JSON, no pickle) -----------------------------------------------------------
     def to_json(self) -> dict:
@@ -453,6 +466,7 @@ class DangerDetector:
             "threshold": self.threshold,
             "weak_threshold": self.weak_threshold,
             "lexicon_floor": self.lexicon_floor,
+            "thresholds": self.thresholds,
             "lexicon": self.lexicon.phrases,
             "features": self.features.to_json(),
             "coef": r(self.coef),
@@ -477,6 +491,7 @@ class DangerDetector:
             float(data["threshold"]),
             float(data["weak_threshold"]),
             float(data["lexicon_floor"]),
+            {str(k): float(v) for k, v in (data.get("thresholds") or {}).items()},
         )
 
     def save(self, path: Path | str) -> None:
@@ -518,12 +533,15 @@ def train_from_packs(
 
     lexicons = []
     intent_examples = []
+    thresholds = {}
     for pack in locale_packs.discover(locales_dir):
+        if pack.meta.get("danger_threshold") is not None:
+            thresholds[pack.code] = float(pack.meta["danger_threshold"])
         lexicon = load_pack_lexicon(pack.path)
         if lexicon is not None:
             lexicons.append(lexicon)
         for ex in locale_packs.read_examples(pack.nlu_files):
             intent_examples.append((normalize(ex.text)[0], ex.intent))
     return DangerDetector.train(
-        lexicons, intent_examples, threshold, weak_threshold, lexicon_floor
+        lexicons, intent_examples, threshold, weak_threshold, lexicon_floor, thresholds
     )

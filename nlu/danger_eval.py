@@ -82,17 +82,17 @@ def _legacy_danger_kind(turn) -> str | None:
 
 def _detector_only_danger_kind(turn) -> str | None:
     """Ours without the intent classifier's ``emergency`` (to measure what it adds)."""
-    from actions.dialogue import Turn
-
-    if turn.intent != "emergency" and turn.score("emergency") < 0.3:
-        return Turn.danger_kind.func(turn)
-    saved = turn.message
-    turn.message = {**saved, "intent": {"name": "out_of_scope", "confidence": 1.0},
+    saved = turn.message, turn.intent
+    turn.message = {**saved[0], "intent": {"name": "out_of_scope", "confidence": 1.0},
                     "intent_ranking": []}  # fmt: skip
+    turn.intent = "out_of_scope"
     try:
-        return Turn.danger_kind.func(turn)
+        return _OURS(turn)
     finally:
-        turn.message = saved
+        turn.message, turn.intent = saved
+
+
+_OURS = None
 
 
 @contextlib.contextmanager
@@ -139,9 +139,17 @@ def dialogue(model: Path, *, legacy: bool = False, detector_only: bool = False):
         previous = services_module._services
         services_module.use(services)
         patches = [mock.patch.object(EndpointConfig, "request", request)]
+        global _OURS
+        _OURS = dialogue_module.Turn.__dict__["danger_kind"].func
         if legacy or detector_only:
             rule = _legacy_danger_kind if legacy else _detector_only_danger_kind
             patches.append(mock.patch.object(dialogue_module.Turn, "danger_kind", property(rule)))
+        if detector_only:  # the rule for the `emergency` intent: answered like any other
+            from actions.actions import ActionEmergency
+
+            patches.append(
+                mock.patch.object(ActionEmergency, "handle", lambda self, t: dialogue_module.route(t))
+            )
         with contextlib.ExitStack() as stack:
             for p in patches:
                 stack.enter_context(p)

@@ -104,7 +104,7 @@ class DangerDetectorComponent(GraphComponent):
             text = message.get(TEXT)
             if self.detector is None or not isinstance(text, str):
                 continue
-            result = self.detector.assess(text)
+            result = self.detector.assess(text, message.get("language"))
             message.set(DANGER, round(result.score, 4), add_to_output=True)
             message.set(DANGER_KIND, result.kind if result.danger else None, add_to_output=True)
             message.set(DANGER_WEAK, result.weak, add_to_output=True)
