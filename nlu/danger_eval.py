@@ -147,9 +147,10 @@ def dialogue(model: Path, *, legacy: bool = False, detector_only: bool = False):
         if detector_only:  # the rule for the `emergency` intent: answered like any other
             from actions.actions import ActionEmergency
 
-            patches.append(
-                mock.patch.object(ActionEmergency, "handle", lambda self, t: dialogue_module.route(t))
-            )
+            def route(self, turn) -> None:
+                dialogue_module.route(turn)
+
+            patches.append(mock.patch.object(ActionEmergency, "handle", route))
         with contextlib.ExitStack() as stack:
             for p in patches:
                 stack.enter_context(p)

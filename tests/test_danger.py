@@ -342,3 +342,15 @@ def test_danger_after_stop_still_opens_an_immediate_case_and_alerts(services):
             "immediate", "violence", True,
         )  # fmt: skip
     assert services.notifier.alerts[-1]["danger_kind"] == "violence"
+
+
+def test_the_topic_classifiers_emergency_needs_support_unless_it_is_sure(services):
+    """"So sleepy I could die" is `emergency` at 0.63 to the intent classifier; the danger
+    detector gives it 0.09: no alarm, an ordinary answer. Sure (0.8), or supported, it counts."""
+    sleepy = tracker("so sleepy i could die", "emergency", confidence=0.63, **parse(score=0.09))
+    _, said = run(a.ActionEmergency(), sleepy)
+    assert said == [T.text("en", m.NOT_UNDERSTOOD), T.text("en", m.MENU)]
+    sure = tracker("lock inside", "emergency", sender="w2", confidence=0.85, **parse(score=0.05))
+    assert run(a.ActionEmergency(), sure)[1][0] == T.text("en", m.EMERGENCY)
+    supported = tracker("lock inside", "emergency", sender="w3", confidence=0.6, **parse(score=0.2))
+    assert run(a.ActionEmergency(), supported)[1][0] == T.text("en", m.EMERGENCY)
