@@ -53,7 +53,12 @@ def store(live):
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_question_complaint_and_status(live, store, language):
     worker = f"e2e-{language}-{uuid.uuid4().hex[:6]}"
-    question = heldout(language, "documents")
+    # A documents question the danger detector does not flag (some are: "employer keeps my
+    # passport and won't give it back" scores as trafficking in Nepali; that flow is tested below)
+    question = next(
+        q for q in (heldout(language, "documents", n) for n in range(5))
+        if not call(f"{live.base}/model/parse", {"text": q}).get("danger_kind")
+    )  # fmt: skip
     replies = live.say(worker, question)
     spoken = live.tracker(worker)["slots"]["language"]
     assert spoken == language or (language == "ms" and spoken == "id")
