@@ -47,6 +47,11 @@ QUICK_EXIT = {"helpline": "quick_exit"}
 MENU_COUNTRIES = ("MY", "TH", "HK", "SG", "TW", "QA")
 OTHER_COUNTRY = "XX"  # "another country": general answers, no country-specific content
 YES, NO = "1", "2"
+# The intents answered with a rights answer (nlu/data/rules.yml, action_rights_answer).
+RIGHTS_TOPICS = (
+    "fees", "documents", "wages", "hours", "contract", "change_employer", "safety", "abuse",
+    "living_conditions", "complaint_process",
+)  # fmt: skip
 DANGER_SCORE = 0.3  # emergency score that counts as danger inside any message (README: measured)
 UNSPECIFIED = "unspecified"  # danger of a kind the detector did not name
 EMERGENCY_SURE = 0.8  # the intent classifier's emergency alone, when it is this sure
@@ -724,6 +729,10 @@ def emergency(turn: Turn) -> None:
         if kind != "third_party":  # the last line: the question the worker answers
             turn.say(m.ASK_SAFE_NOW)
     turn.set("awaiting", "safe")
+    if turn.intent in RIGHTS_TOPICS and not already:
+        # a rights question that raised the alarm ("boss keeps my passport, won't give it back"):
+        # answered if the worker says they are safe, so a false alarm costs them no answer
+        turn.set("danger_topic", turn.intent)
     if turn.tracker.get_slot("danger_signal"):
         turn.set("danger_signal", None)
     turn.record(case, history=True)
@@ -761,6 +770,10 @@ def hold(turn: Turn, case: Case) -> None:
         turn.say(m.SAFE_NOW)
         turn.set("awaiting", None)
         alert(turn, case, "worker_says_safe", danger_kind=kind)
+        topic = turn.slot("danger_topic")
+        if topic in RIGHTS_TOPICS:
+            turn.set("danger_topic", None)
+            rights_answer(turn, topic)
     elif turn.choice == NO or (turn.choice is None and turn.no):
         turn.say(m.NOT_SAFE)
         if kind == "suicide":

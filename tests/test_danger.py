@@ -354,3 +354,19 @@ def test_the_topic_classifiers_emergency_needs_support_unless_it_is_sure(service
     assert run(a.ActionEmergency(), sure)[1][0] == T.text("en", m.EMERGENCY)
     supported = tracker("lock inside", "emergency", sender="w3", confidence=0.6, **parse(score=0.2))
     assert run(a.ActionEmergency(), supported)[1][0] == T.text("en", m.EMERGENCY)
+
+
+def test_a_false_alarm_on_a_rights_question_still_gets_its_answer(services):
+    """"Boss keeps my passport, won't give it back" can read as trafficking: the worker gets the
+    danger reply, says "1" (safe), and then the answer to what they asked."""
+    hk = {"country": "HK"}
+    question = tracker("boss keeps my passport, wont give back", "documents", slots=hk,
+                       **parse("trafficking"))  # fmt: skip
+    events, said = run(a.ActionRightsAnswer(), question)
+    assert said[0] == T.text("en", m.EMERGENCY_TRAFFICKING)
+    assert SlotSet("danger_topic", "documents") in events
+    safe = tracker("1", "help", choice="1", slots={**hk, "danger_topic": "documents"})
+    events, said = run(a.ActionRoute(), safe)
+    assert said[0] == T.text("en", m.SAFE_NOW)
+    assert said[1] == services.rights.answer("en", "documents", "HK").text
+    assert SlotSet("danger_topic", None) in events
