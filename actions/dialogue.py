@@ -729,9 +729,10 @@ def emergency(turn: Turn) -> None:
         if kind != "third_party":  # the last line: the question the worker answers
             turn.say(m.ASK_SAFE_NOW)
     turn.set("awaiting", "safe")
-    if turn.intent in RIGHTS_TOPICS and not already:
+    if turn.intent in RIGHTS_TOPICS and not already and kind != "suicide":
         # a rights question that raised the alarm ("boss keeps my passport, won't give it back"):
-        # answered if the worker says they are safe, so a false alarm costs them no answer
+        # answered if the worker says they are safe, so a false alarm costs them no answer (never
+        # after words of suicide: a fee rule is no answer to that)
         turn.set("danger_topic", turn.intent)
     if turn.tracker.get_slot("danger_signal"):
         turn.set("danger_signal", None)

@@ -370,3 +370,12 @@ def test_a_false_alarm_on_a_rights_question_still_gets_its_answer(services):
     assert said[0] == T.text("en", m.SAFE_NOW)
     assert said[1] == services.rights.answer("en", "documents", "HK").text
     assert SlotSet("danger_topic", None) in events
+
+
+def test_after_words_of_suicide_safe_is_not_followed_by_a_rights_answer(services):
+    first = tracker("5 month no pay, tonight i finish everything", "fees",
+                    slots={"country": "HK"}, **parse("suicide"))  # fmt: skip
+    events, _ = run(a.ActionRightsAnswer(), first)
+    assert not [e for e in events if e.get("name") == "danger_topic"]
+    _, said = run(a.ActionRoute(), tracker("1", "help", choice="1", slots={"country": "HK"}))
+    assert said == [T.text("en", m.SAFE_NOW)]
