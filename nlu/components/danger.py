@@ -12,27 +12,27 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
-from rasa.engine.storage.storage import ModelStorage
 from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from nlu import danger
+from nlu.components.pack_trained import PackTrainedComponent
 
 logger = logging.getLogger(__name__)
 
 DANGER = "danger"
 DANGER_KIND = "danger_kind"
 DANGER_WEAK = "danger_weak"
-MODEL_FILE = "danger.json"
 
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=True)
-class DangerDetectorComponent(GraphComponent):
+class DangerDetectorComponent(PackTrainedComponent[danger.DangerDetector]):
     """Trains on the locale packs' danger lexicons and examples; assesses each message."""
+
+    MODEL_FILE = "danger.json"
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
@@ -43,32 +43,18 @@ class DangerDetectorComponent(GraphComponent):
             "lexicon_floor": danger.LEXICON_FLOOR,
         }
 
-    def __init__(
-        self,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        detector: danger.DangerDetector | None = None,
-    ) -> None:
-        self._config = config
-        self._model_storage = model_storage
-        self._resource = resource
-        self.detector = detector
+    @staticmethod
+    def save_model(model: danger.DangerDetector, path: Path) -> None:
+        model.save(path)  # JSON, not a pickle
 
-    @classmethod
-    def create(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-    ) -> DangerDetectorComponent:
-        return cls(config, model_storage, resource)
+    @staticmethod
+    def load_model(path: Path) -> danger.DangerDetector:
+        return danger.DangerDetector.load(path)
 
     def train(self, training_data: TrainingData) -> Resource:
         # The packs' danger.yml files are not Rasa training data: read from the packs, like the
         # language identifier (``helpline train`` hashes them into the model's name).
-        self.detector = danger.train_from_packs(
+        detector = danger.train_from_packs(
             self._config["locales_dir"],
             float(self._config["threshold"]),
             float(self._config["weak_threshold"]),
@@ -76,25 +62,10 @@ class DangerDetectorComponent(GraphComponent):
         )
         logger.info(
             "danger detector: %d features, %d lexicon phrases",
-            len(self.detector.features),
-            sum(len(v) for v in self.detector.lexicon.phrases.values()),
+            len(detector.features),
+            sum(len(v) for v in detector.lexicon.phrases.values()),
         )
-        with self._model_storage.write_to(self._resource) as path:
-            self.detector.save(Path(path) / MODEL_FILE)
-        return self._resource
-
-    @classmethod
-    def load(
-        cls,
-        config: dict[str, Any],
-        model_storage: ModelStorage,
-        resource: Resource,
-        execution_context: ExecutionContext,
-        **kwargs: Any,
-    ) -> DangerDetectorComponent:
-        with model_storage.read_from(resource) as path:
-            detector = danger.DangerDetector.load(Path(path) / MODEL_FILE)
-        return cls(config, model_storage, resource, detector)
+        return self.persist(detector)
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         return training_data
@@ -102,9 +73,9 @@ class DangerDetectorComponent(GraphComponent):
     def process(self, messages: list[Message]) -> list[Message]:
         for message in messages:
             text = message.get(TEXT)
-            if self.detector is None or not isinstance(text, str):
+            if self.model is None or not isinstance(text, str):
                 continue
-            result = self.detector.assess(text, message.get("language"))
+            result = self.model.assess(text, message.get("language"))
             message.set(DANGER, round(result.score, 4), add_to_output=True)
             message.set(DANGER_KIND, result.kind if result.danger else None, add_to_output=True)
             message.set(DANGER_WEAK, result.weak, add_to_output=True)

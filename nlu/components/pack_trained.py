@@ -14,9 +14,18 @@ T = TypeVar("T")
 
 
 class PackTrainedComponent(GraphComponent, Generic[T]):
-    """Holds ``self.model`` (trained from the packs in ``locales_dir``), persisted with joblib."""
+    """Holds ``self.model`` (trained from the packs in ``locales_dir``), persisted with joblib
+    unless a subclass overrides ``MODEL_FILE``, ``save_model`` and ``load_model``."""
 
     MODEL_FILE = "model.joblib"
+
+    @staticmethod
+    def save_model(model: Any, path: Path) -> None:
+        joblib.dump(model, path)
+
+    @staticmethod
+    def load_model(path: Path) -> Any:
+        return joblib.load(path)
 
     def __init__(
         self,
@@ -43,7 +52,7 @@ class PackTrainedComponent(GraphComponent, Generic[T]):
     def persist(self, model: T) -> Resource:
         self.model = model
         with self._model_storage.write_to(self._resource) as path:
-            joblib.dump(model, Path(path) / self.MODEL_FILE)
+            self.save_model(model, Path(path) / self.MODEL_FILE)
         return self._resource
 
     @classmethod
@@ -56,5 +65,5 @@ class PackTrainedComponent(GraphComponent, Generic[T]):
         **kwargs: Any,
     ) -> PackTrainedComponent:
         with model_storage.read_from(resource) as path:
-            model = joblib.load(Path(path) / cls.MODEL_FILE)
+            model = cls.load_model(Path(path) / cls.MODEL_FILE)
         return cls(config, model_storage, resource, model)
