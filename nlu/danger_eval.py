@@ -80,19 +80,20 @@ def _legacy_danger_kind(turn) -> str | None:
     return None
 
 
-def _detector_only_danger_kind(turn) -> str | None:
+def _detector_only(ours):
     """Ours without the intent classifier's ``emergency`` (to measure what it adds)."""
-    saved = turn.message, turn.intent
-    turn.message = {**saved[0], "intent": {"name": "out_of_scope", "confidence": 1.0},
-                    "intent_ranking": []}  # fmt: skip
-    turn.intent = "out_of_scope"
-    try:
-        return _OURS(turn)
-    finally:
-        turn.message, turn.intent = saved
 
+    def danger_kind(turn) -> str | None:
+        saved = turn.message, turn.intent
+        turn.message = {**saved[0], "intent": {"name": "out_of_scope", "confidence": 1.0},
+                        "intent_ranking": []}  # fmt: skip
+        turn.intent = "out_of_scope"
+        try:
+            return ours(turn)
+        finally:
+            turn.message, turn.intent = saved
 
-_OURS = None
+    return danger_kind
 
 
 @contextlib.contextmanager
@@ -139,10 +140,9 @@ def dialogue(model: Path, *, legacy: bool = False, detector_only: bool = False):
         previous = services_module._services
         services_module.use(services)
         patches = [mock.patch.object(EndpointConfig, "request", request)]
-        global _OURS
-        _OURS = dialogue_module.Turn.__dict__["danger_kind"].func
         if legacy or detector_only:
-            rule = _legacy_danger_kind if legacy else _detector_only_danger_kind
+            ours = dialogue_module.Turn.__dict__["danger_kind"].func
+            rule = _legacy_danger_kind if legacy else _detector_only(ours)
             patches.append(mock.patch.object(dialogue_module.Turn, "danger_kind", property(rule)))
         if detector_only:  # the rule for the `emergency` intent: answered like any other
             from actions.actions import ActionEmergency

@@ -26,8 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot import cli  # noqa: E402
 from nlu.danger_eval import DANGER_SETS, load_danger_set, run, summarize  # noqa: E402
-
-BEGIN, END = "<!-- bench-danger:begin -->", "<!-- bench-danger:end -->"
+from tests.bench.bench_dialogue import write_section  # noqa: E402
 
 
 def pct(value: float | None) -> str:
@@ -88,15 +87,10 @@ def main(argv: list[str] | None = None) -> int:
                 what = "MISSED" if r["label"] == "danger" else "FALSE ALARM"
                 print(f"{what}\t{r['language']}\t{r['kind']}\t{r['form']}\t{r['text']}")
     if args.write:
-        path = Path(args.write)
-        doc = path.read_text(encoding="utf-8")
         stamp = f"Measured {datetime.date.today().isoformat()}, model `{model.name}`.\n\n"
-        block = f"{BEGIN}\n{stamp}{text}\n{END}"
-        if BEGIN in doc and END in doc:
-            doc = doc[: doc.index(BEGIN)] + block + doc[doc.index(END) + len(END) :]
-        else:
-            doc += f"\n## Danger detection (`make bench-danger`)\n\n{block}\n"
-        path.write_text(doc, encoding="utf-8")
+        write_section(
+            args.write, "bench-danger", "## Danger detection (`make bench-danger`)", stamp + text
+        )
     return 0
 
 
