@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +19,21 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 class Database:
     """An engine with its cipher, a session factory, and the migrations."""
 
-    def __init__(self, url: str, encryption_keys: tuple[str, ...] | list[str]) -> None:
+    def __init__(
+        self,
+        url: str,
+        encryption_keys: tuple[str, ...] | list[str],
+        search_key: str | None = None,
+    ) -> None:
         self.url = url
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
         # The Encrypted column type finds the cipher on the dialect: one per engine.
         self.engine.dialect.helpline_cipher = FieldCipher(encryption_keys)
+        # The keyed hash of the search index (repository.search_terms): the pseudonym key in a
+        # deployment (open_database), else one derived from the oldest encryption key.
+        self.engine.dialect.helpline_search_key = (
+            search_key or hashlib.sha256(f"search:{encryption_keys[-1]}".encode()).hexdigest()
+        ).encode()
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, future=True, expire_on_commit=False)
@@ -64,7 +75,7 @@ def open_database(settings=None, *, upgrade: bool = True) -> Database:
         from bot import settings as settings_module
 
         settings = settings_module.load()
-    db = Database(settings.database_url, settings.encryption_keys)
+    db = Database(settings.database_url, settings.encryption_keys, settings.pseudonym_key)
     if upgrade:
         db.upgrade()
     return db

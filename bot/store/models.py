@@ -16,6 +16,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -97,6 +98,7 @@ class Case(Base):
     __tablename__ = "cases"
     __table_args__ = (
         Index("ix_cases_queue", "status", "urgency", "created_at"),
+        Index("ix_cases_awaiting", "simulated", "urgency", "awaiting_since"),
         Index("ix_cases_filters", "language", "country", "category"),
     )
 
@@ -117,6 +119,13 @@ class Case(Base):
     # The danger the worker is in (a taxonomy danger kind, or "unspecified"): set by the bot,
     # cleared only by a person (repository.release_handoff). While set, weak signals count.
     danger_kind = Column(String(16))
+    # Opened from the web simulator: never in a real queue (a development-only filter shows it).
+    simulated = Column(Boolean, nullable=False, default=False, server_default="0")
+    # Since when the worker has been waiting for a person (their message with no caseworker
+    # reply after it); null once a caseworker replied. The queue's second ordering and the
+    # response-time targets count from it.
+    awaiting_since = Column(DateTime(timezone=True))
+    last_inbound_at = Column(DateTime(timezone=True))  # the worker's latest message on this case
 
     # Intake, in the worker's words (all optional: every question can be skipped).
     what_happened = Column(Encrypted)
@@ -142,6 +151,7 @@ class Case(Base):
     events = relationship(
         "CaseEvent", back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"
     )
+    terms = relationship("CaseTerm", cascade="all, delete-orphan")
 
 
 class Message(Base):
@@ -163,6 +173,7 @@ class Message(Base):
     language = Column(String(8))
     intent = Column(String(32))
     author = Column(String(64))  # "bot", a caseworker, or null for the worker
+    confidence = Column(Float)  # the intent's confidence, for a worker's message
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
     # Delivery (bot/channels/inbox.py). Inbound: pending -> done, or caseworker when it could not
     # be answered after the retries. Outbound: queued -> sent -> delivered, held (STOP, closed
@@ -222,3 +233,143 @@ class CaseEvent(Base):
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
 
     case = relationship("Case", back_populates="events")
+
+
+# --- the caseworkers' side (bot/dashboard) ---------------------------------------------------
+
+
+class Organisation(Base):
+    """The deploying organisation (the first one created) and its partner NGOs."""
+
+    __tablename__ = "organisations"
+
+    id = Column(Integer, primary_key=True)
+    name = Column(String(64), nullable=False, unique=True)
+    deploying = Column(Boolean, nullable=False, default=False)
+    is_default = Column(Boolean, nullable=False, default=False)  # where unrouted cases go
+    # Response-time targets in minutes per urgency; null: the defaults (bot/store/cases.py).
+    response_minutes = Column(JSON)
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class User(Base):
+    """A person who signs in to the dashboard (a caseworker, supervisor or admin)."""
+
+    __tablename__ = "users"
+
+    id = Column(Integer, primary_key=True)
+    email = Column(String(254), nullable=False, unique=True)  # lower case
+    password_hash = Column(String(256))  # argon2id; null until set
+    totp_secret = Column(Encrypted)  # two-factor sign-in (RFC 6238), encrypted at rest
+    totp_enabled = Column(Boolean, nullable=False, default=False)
+    recovery_codes = Column(JSON, nullable=False, default=list)  # SHA-256 of unused codes
+    language = Column(String(8))  # the dashboard's language for this user
+    disabled_at = Column(DateTime(timezone=True))
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+    membership = relationship(
+        "Membership", back_populates="user", uselist=False, cascade="all, delete-orphan"
+    )
+
+
+class Membership(Base):
+    """A user's organisation and role (one organisation per account)."""
+
+    __tablename__ = "memberships"
+
+    id = Column(Integer, primary_key=True)
+    user_id = Column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    organisation_id = Column(
+        Integer, ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    role = Column(String(16), nullable=False)  # caseworker, supervisor, admin
+
+    user = relationship("User", back_populates="membership")
+    organisation = relationship("Organisation")
+
+
+class WebSession(Base):
+    """A dashboard sign-in: the cookie holds a random token, the table its SHA-256."""
+
+    __tablename__ = "web_sessions"
+
+    id = Column(String(64), primary_key=True)
+    user_id = Column(
+        Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    csrf_token = Column(String(64), nullable=False)
+    verified = Column(Boolean, nullable=False, default=False)  # second factor done (or not needed)
+    language = Column(String(8))
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+    last_seen_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class LoginAttempt(Base):
+    """Sign-in attempts, for rate limiting per account and per address (keyed hashes only)."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (Index("ix_login_attempts_account", "account", "at"),
+                      Index("ix_login_attempts_address", "address", "at"))  # fmt: skip
+
+    id = Column(Integer, primary_key=True)
+    account = Column(String(64), nullable=False)  # keyed hash of the e-mail typed
+    address = Column(String(64), nullable=False)  # keyed hash of the client address
+    ok = Column(Boolean, nullable=False)
+    at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class RoutingRule(Base):
+    """Country, language, category (null: any) -> organisation; the first match wins."""
+
+    __tablename__ = "routing_rules"
+
+    id = Column(Integer, primary_key=True)
+    position = Column(Integer, nullable=False, default=0)
+    country = Column(String(2))
+    language = Column(String(8))
+    category = Column(String(32))
+    organisation_id = Column(
+        Integer, ForeignKey("organisations.id", ondelete="CASCADE"), nullable=False
+    )
+
+    organisation = relationship("Organisation")
+
+
+class AuditEvent(Base):
+    """What people did outside one case's own trail: sign-in, refused access, user changes.
+    Never content."""
+
+    __tablename__ = "audit_log"
+
+    id = Column(Integer, primary_key=True)
+    actor = Column(String(254), nullable=False)
+    action = Column(String(32), nullable=False, index=True)
+    case_id = Column(Integer, index=True)  # no foreign key: the trail outlives the case
+    detail = Column(JSON, nullable=False, default=dict)
+    at = Column(DateTime(timezone=True), nullable=False, default=utcnow, index=True)
+
+
+class CaseTerm(Base):
+    """Search index of names a worker gave (employer, agent, workplace): keyed hashes of their
+    normalised words, never the words."""
+
+    __tablename__ = "case_terms"
+    __table_args__ = (Index("ix_case_terms_term", "term", "case_id"),)
+
+    id = Column(Integer, primary_key=True)
+    case_id = Column(
+        Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    term = Column(String(32), nullable=False)
+
+
+class CasePresence(Base):
+    """Who has a case page open (refreshed while it is open): "Ana is viewing"."""
+
+    __tablename__ = "case_presence"
+
+    case_id = Column(Integer, ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
+    user_id = Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    seen_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)

@@ -9,15 +9,27 @@ import base64
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
+import regex
 from sqlalchemy import case as sql_case
+from sqlalchemy import event as sa_event
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bot import taxonomy
-from bot.store.models import Case, CaseEvent, Contact, Message, utcnow
+from bot.store.models import (
+    Case,
+    CaseEvent,
+    CaseTerm,
+    Contact,
+    Message,
+    Organisation,
+    RoutingRule,
+    utcnow,
+)
 
 # The status workflow (taxonomy): new -> triaged -> in_progress -> (referred) -> resolved ->
 # closed. An emergency may skip triage; a worker's new message reopens a resolved case.
@@ -46,6 +58,11 @@ INTAKE_FIELDS = (
     "safe_contact",
 )
 SECRET_DIGITS = 4
+SIMULATED_PREFIX = "sim:"  # addresses of the web simulator's workers (bot/channels/base.py)
+# Intake fields whose words the search index holds (as keyed hashes): names of employers,
+# agents and workplaces, and the city.
+SEARCHABLE_FIELDS = ("who", "workplace", "city")
+_WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 
 
 class StoreError(ValueError):
@@ -130,7 +147,10 @@ def create_case(
     if unknown:
         raise StoreError(f"unknown intake fields: {', '.join(sorted(unknown))}")
     secret = "".join(str(secrets.randbelow(10)) for _ in range(SECRET_DIGITS))
+    address = contact.address if contact is not None else None
     case = Case(
+        simulated=bool(address and address.startswith(SIMULATED_PREFIX)),
+        awaiting_since=utcnow(),
         reference=_new_reference(session),
         secret_hash=_hash_secret(secret),
         contact=contact,
@@ -144,9 +164,82 @@ def create_case(
         **intake,
     )
     session.add(case)
+    route_case(session, case=case)
     session.flush()
     _event(session, case, "created", actor, {"category": category, "urgency": urgency})
     return case, secret
+
+
+def route_case(session: Session, *, case: Case) -> str | None:
+    """The organisation a case goes to: the first routing rule that matches its country,
+    language and category, else the default organisation, else the deploying one. Who may see
+    it is decided when it is read (bot/store/cases.py): a partner only with the worker's consent,
+    the deploying organisation without it and for every emergency."""
+    with session.no_autoflush:
+        for rule in session.execute(
+            select(RoutingRule).order_by(RoutingRule.position, RoutingRule.id)
+        ).scalars():
+            if (
+                (rule.country is None or rule.country == case.country)
+                and (rule.language is None or rule.language == case.language)
+                and (rule.category is None or rule.category == case.category)
+            ):
+                case.organisation = rule.organisation.name
+                return case.organisation
+        fallback = session.execute(
+            select(Organisation.name)
+            .order_by(
+                Organisation.is_default.desc(), Organisation.deploying.desc(), Organisation.id
+            )
+            .limit(1)
+        ).scalar_one_or_none()
+    case.organisation = fallback
+    return fallback
+
+
+def normalise_words(text: str) -> list[str]:
+    """Words as the search index keeps them: case-folded, without accents (Cong ty = Công ty),
+    at least two characters."""
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    text = "".join(c for c in text if not (unicodedata.category(c) == "Mn" and ord(c) < 0x0370))
+    return [w for w in _WORD.findall(unicodedata.normalize("NFC", text)) if len(w) >= 2]
+
+
+def search_terms(key: bytes, text: str) -> list[str]:
+    """Keyed hashes of the words of ``text``: what the index stores, and what a search looks up.
+    Without the key nobody can test a guessed name against a stolen database."""
+    return sorted(
+        {hmac.new(key, w.encode(), hashlib.sha256).hexdigest()[:32] for w in normalise_words(text)}
+    )
+
+
+@sa_event.listens_for(Session, "before_flush")
+def _index_case_names(session: Session, _context, _instances) -> None:
+    """Keeps ``case_terms`` in step with the searchable intake fields of new and changed cases."""
+    changed = [
+        obj
+        for obj in (*session.new, *session.dirty)
+        if isinstance(obj, Case)
+        and (
+            obj in session.new
+            or any(
+                session.is_modified(obj, include_collections=False) and _history_changed(obj, field)
+                for field in SEARCHABLE_FIELDS
+            )
+        )
+    ]
+    if not changed:
+        return
+    key = session.get_bind().dialect.helpline_search_key
+    for case in changed:
+        text = " ".join(str(getattr(case, f) or "") for f in SEARCHABLE_FIELDS)
+        case.terms = [CaseTerm(term=t) for t in search_terms(key, text)]
+
+
+def _history_changed(obj, field: str) -> bool:
+    from sqlalchemy import inspect
+
+    return inspect(obj).attrs[field].history.has_changes()
 
 
 def _check(value: str, allowed: Iterable[str], what: str) -> None:
@@ -188,10 +281,21 @@ def add_message(
         provider_id=provider_id,
     )
     session.add(message)
-    if case is not None and direction == "in" and case.status == "resolved":
-        change_status(session, case=case, status="in_progress", actor="worker")
+    if case is not None and direction == "in":
+        worker_wrote(session, case=case)
     session.flush()
     return message
+
+
+def worker_wrote(session: Session, *, case: Case) -> None:
+    """A worker's message on ``case``: they wait for a person from now (unless already waiting),
+    and a resolved case opens again."""
+    now = utcnow()
+    case.last_inbound_at = now
+    if case.awaiting_since is None:
+        case.awaiting_since = now
+    if case.status == "resolved":
+        change_status(session, case=case, status="in_progress", actor="worker")
 
 
 def change_status(session: Session, *, case: Case, status: str, actor: str) -> None:
@@ -282,6 +386,7 @@ def queue_reply(session: Session, *, case: Case, text: str, actor: str) -> Messa
     )  # fmt: skip
     message.status = "queued"
     message.next_attempt_at = utcnow()
+    case.awaiting_since = None  # a person answered
     _event(session, case, "reply", actor, {"message": message.id, "channel": contact.channel})
     return message
 
