@@ -10,7 +10,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help install browser run train test test-fast lint bench-nlu bench-danger bench clean i18n-extract i18n-update i18n-compile sms-report
+.PHONY: help install browser run train test test-fast lint bench-nlu bench-danger bench clean i18n-extract i18n-update i18n-dashboard i18n-compile sms-report
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,15 +61,27 @@ bench-danger: install ## danger recall and false alarms per language and kind, e
 
 PYBABEL := $(RUN) pybabel
 
-i18n-extract: install ## collect the bot's responses (N_() in actions/ and bot/) into locales/messages.pot
+i18n-extract: install ## collect the bot's responses (N_()) and the caseworkers' canned replies (T_()) into locales/*.pot
 	$(PYBABEL) extract -F babel.cfg -k N_ --no-location --sort-output --project migrant-helpline \
 	  -o locales/messages.pot .
+	$(PYBABEL) extract -k T_ --no-default-keywords --no-location --sort-output \
+	  --project migrant-helpline -o locales/caseworker.pot bot/dashboard/canned.py
 
 i18n-update: install ## bring every pack's messages.po up to date with messages.pot (new packs get one)
 	@for pack in locales/*/pack.yml; do code=$$(basename $$(dirname $$pack)); \
 	  if [ ! -f locales/$$code/LC_MESSAGES/messages.po ]; then \
 	    $(PYBABEL) init -i locales/messages.pot -d locales -D messages -l $$code; fi; done
 	$(PYBABEL) update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching
+	@for pack in locales/*/pack.yml; do code=$$(basename $$(dirname $$pack)); \
+	  if [ ! -f locales/$$code/LC_MESSAGES/caseworker.po ]; then \
+	    $(PYBABEL) init -i locales/caseworker.pot -d locales -D caseworker -l $$code; fi; done
+	$(PYBABEL) update -i locales/caseworker.pot -d locales -D caseworker --no-fuzzy-matching
+
+i18n-dashboard: install ## the dashboard's own words: extract into bot/dashboard/locales/dashboard.pot, update its catalogues
+	$(PYBABEL) extract -F babel-dashboard.cfg -k _ -k _l --no-default-keywords --no-location \
+	  --sort-output --project migrant-helpline-dashboard -o bot/dashboard/locales/dashboard.pot .
+	$(PYBABEL) update -i bot/dashboard/locales/dashboard.pot -d bot/dashboard/locales -D dashboard \
+	  --no-fuzzy-matching
 
 i18n-compile: install ## compile the catalogues to .mo (checks them; the bot itself reads the .po files)
 	$(PYBABEL) compile -d locales -D messages --statistics

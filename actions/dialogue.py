@@ -329,6 +329,12 @@ class Turn:
             message = self.session.get(Message, int(message_id[9:]))
             if message is not None and message.contact_id == contact.id:
                 message.case = case
+                latest = next(
+                    (e for e in reversed(self.tracker.events) if e.get("event") == "user"), {}
+                )
+                intent = (latest.get("parse_data") or {}).get("intent") or {}
+                message.intent = intent.get("name")
+                message.confidence = intent.get("confidence")
         self.sent = []
 
     @property
@@ -355,7 +361,7 @@ class Turn:
             language=parse.get("language") or self.language,
             intent=(parse.get("intent") or {}).get("name"),
             provider_id=provider_id,
-        )
+        ).confidence = (parse.get("intent") or {}).get("confidence")
 
 
 # --- menu and language -----------------------------------------------------------------------

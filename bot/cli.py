@@ -4,7 +4,11 @@ helpline train [--force]          train the Rasa model if the data or config cha
 helpline parse [--model PATH]     messages on stdin, one JSON object per line on stdout
 helpline run                      train if needed, then start the Rasa server
 helpline locales check|summary    validate the locale packs
-helpline cases list|show [REF]    the case store, for operators
+helpline cases list|show [REF]    the case store, for operators (also reply, assign, status,
+                                  urgency, note, release)
+helpline orgs add NAME            an organisation (the first is the deploying one)
+helpline users add EMAIL --org NAME --role ROLE   a dashboard account (also disable, reset)
+helpline dashboard                the caseworkers' dashboard alone (make run starts it too)
 helpline db upgrade               bring the case store's schema up to date
 helpline keygen                   a new key for HELPLINE_ENCRYPTION_KEY
 """
@@ -323,6 +327,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if channel_settings().simulator
         else "off (HELPLINE_SIMULATOR=true to serve it)"
     )
+    dashboard = (
+        f"http://127.0.0.1:{args.dashboard_port}/"
+        if args.dashboard_port
+        else "off (--dashboard-port 0)"
+    )
     print(
         f"""
 The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1:{args.actions_port}
@@ -334,6 +343,9 @@ The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1
   understand a message:
     curl -s http://{host}:{port}/model/parse -d '{{"text": "amar beton dey nai"}}'
   the cases it took:  uv run helpline cases list
+  caseworkers' dashboard:  {dashboard}
+    first account:  uv run helpline orgs add "Our helpline" && \\
+      uv run helpline users add you@example.org --org "Our helpline" --role admin
   many messages at once:  echo "boss keeps my passport" | uv run helpline parse
 """,
         file=sys.stderr,
@@ -349,6 +361,12 @@ The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1
          "--port", str(args.actions_port)],
         cwd=ROOT,
     ).start()  # fmt: skip
+    dashboard = (
+        Supervisor(dashboard_command("127.0.0.1", args.dashboard_port), name="dashboard",
+                   cwd=ROOT).start()  # fmt: skip
+        if args.dashboard_port
+        else None
+    )
     from rasa.__main__ import main as rasa_main
 
     # The channels' queue checks the action server before handing it a worker's message.
@@ -373,6 +391,8 @@ The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1
         rasa_main()
     finally:
         actions.stop()
+        if dashboard is not None:
+            dashboard.stop()
         os.unlink(tmp.name)
     return 0
 
@@ -435,54 +455,75 @@ def _print_table(rows: list[dict]) -> None:
         print("  ".join(str(r[c] or "-").ljust(widths[c]) for c in columns))
 
 
+def _operator():
+    from bot.store.cases import Actor
+
+    return Actor.operator(os.environ.get("USER", "?"))
+
+
 def cmd_cases(args: argparse.Namespace) -> int:
+    """The operator's side of the case service (bot/store/cases.py): the same rules as the
+    dashboard, acting as the operator."""
     from bot.settings import load
+    from bot.store import cases as service
     from bot.store import open_database
     from bot.store import repository as repo
 
     db = open_database(load())
+    actor = _operator()
     try:
         with db.session() as session:
             if args.action == "list":
-                cases = repo.list_cases(
-                    session,
-                    status=args.status,
+                filters = service.Filters(
+                    status=args.status or ("open" if args.open else "any"),
                     urgency=args.urgency,
                     language=args.language,
                     country=args.country,
                     category=args.category,
-                    assigned_to=args.assigned_to,
-                    open_only=args.open,
-                    limit=args.limit,
+                    search=args.search,
                 )
+                cases = service.queue(session, actor, filters, limit=args.limit)
+                if args.assigned_to:
+                    cases = [c for c in cases if c.assigned_to == args.assigned_to]
                 rows = [_case_row(c) for c in cases]
                 if args.format == "json":
                     print(json.dumps(rows, ensure_ascii=False, indent=1))
                 else:
                     _print_table(rows)
                 return 0
-            case = repo.find_case(session, reference=args.reference or "")
-            if case is None:
-                raise CliError(f"no case {args.reference!r}")
-            actor = f"operator:{os.environ.get('USER', '?')}"
-            if args.action == "release":
-                repo.release_handoff(session, case=case, actor=actor)
-                print(f"{case.reference}: released; the bot answers this worker again")
-                return 0
-            if args.action == "reply":
-                try:
-                    message = repo.queue_reply(
-                        session, case=case, text=args.text or "", actor=actor
-                    )
-                except repo.StoreError as exc:
-                    raise CliError(str(exc)) from exc
-                opted_out = " (the worker sent STOP: held until START)" if (
-                    case.contact.opted_out
-                ) else ""
-                print(f"{case.reference}: reply queued on {message.channel}{opted_out}; the"
-                      " running helpline sends it")  # fmt: skip
-                return 0
-            repo.record_view(session, case=case, actor=f"operator:{os.environ.get('USER', '?')}")
+            reference, text = args.reference or "", args.text or ""
+            try:
+                if args.action == "release":
+                    case = service.release(session, actor, reference)
+                    print(f"{case.reference}: released; the bot answers this worker again")
+                    return 0
+                if args.action == "reply":
+                    message = service.reply(session, actor, reference, text)
+                    held = " (the worker sent STOP: held until START)" if (
+                        message.contact.opted_out
+                    ) else ""
+                    print(f"{message.case.reference}: reply queued on {message.channel}{held};"
+                          " the running helpline sends it")  # fmt: skip
+                    return 0
+                if args.action == "assign":
+                    case = service.assign(session, actor, reference, text or None)
+                    print(f"{case.reference}: assigned to {case.assigned_to or 'nobody'}")
+                    return 0
+                if args.action == "status":
+                    case = service.set_status(session, actor, reference, text)
+                    print(f"{case.reference}: {case.status}")
+                    return 0
+                if args.action == "urgency":
+                    case = service.set_urgency(session, actor, reference, text)
+                    print(f"{case.reference}: {case.urgency}")
+                    return 0
+                if args.action == "note":
+                    service.note(session, actor, reference, text)
+                    print(f"{reference}: note added")
+                    return 0
+                case = service.view(session, actor, reference)
+            except repo.StoreError as exc:
+                raise CliError(str(exc)) from exc
             detail = _case_detail(case)
         if args.format == "json":
             print(json.dumps(detail, ensure_ascii=False, indent=1))
@@ -498,6 +539,93 @@ def cmd_cases(args: argparse.Namespace) -> int:
         return 0
     finally:
         db.dispose()
+
+
+def _read_password() -> str:
+    """From stdin when it is not a terminal (scripts), else asked twice without echo."""
+    import getpass
+
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("Password (12 characters or more): ")
+    if getpass.getpass("Again: ") != first:
+        raise CliError("the two passwords differ")
+    return first
+
+
+def cmd_orgs(args: argparse.Namespace) -> int:
+    from bot.settings import load
+    from bot.store import accounts, open_database
+    from bot.store.repository import StoreError
+
+    db = open_database(load())
+    try:
+        with db.session() as session:
+            try:
+                org = accounts.add_organisation(session, args.name, actor=_operator())
+            except StoreError as exc:
+                raise CliError(str(exc)) from exc
+            role = "the deploying organisation" if org.deploying else "a partner organisation"
+            print(f"{org.name}: added, {role}")
+        return 0
+    finally:
+        db.dispose()
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from bot.settings import load
+    from bot.store import accounts, open_database
+    from bot.store.repository import StoreError
+
+    settings = load()
+    two_factor = not settings.development  # required in production, optional in development
+    db = open_database(settings)
+    try:
+        with db.session() as session:
+            try:
+                if args.action == "add":
+                    if not args.org or not args.role:
+                        raise CliError("users add needs --org NAME and --role ROLE")
+                    user, uri = accounts.add_user(
+                        session, args.email, organisation_name=args.org, role=args.role,
+                        password=_read_password(), actor=_operator(), two_factor=two_factor,
+                    )  # fmt: skip
+                    print(f"{user.email}: added ({args.role}, {args.org})")
+                elif args.action == "disable":
+                    user = accounts.disable_user(session, args.email, actor=_operator())
+                    print(f"{user.email}: disabled and signed out everywhere")
+                    return 0
+                else:
+                    user, uri = accounts.reset_user(
+                        session, args.email, password=_read_password(), actor=_operator(),
+                        two_factor=two_factor,
+                    )  # fmt: skip
+                    print(f"{user.email}: new password, signed out everywhere")
+            except StoreError as exc:
+                raise CliError(str(exc)) from exc
+        if uri:
+            print("Two-factor sign-in is required. Add this to an authenticator app (shown once;"
+                  " the dashboard also offers a QR code at the first sign-in):")  # fmt: skip
+            print(uri)
+        return 0
+    finally:
+        db.dispose()
+
+
+DASHBOARD_PORT = 5080
+
+
+def dashboard_command(host: str, port: int) -> list[str]:
+    # uvicorn believes X-Forwarded-For only from 127.0.0.1 (its default): a reverse proxy on
+    # the same machine. No access log: paths carry case references.
+    return [sys.executable, "-m", "uvicorn", "bot.dashboard.app:from_settings", "--factory",
+            "--host", host, "--port", str(port), "--no-access-log", "--log-level", "warning",
+            "--no-server-header"]  # fmt: skip
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    os.execv(sys.executable, dashboard_command(args.host, args.port))
+    return 0  # pragma: no cover
 
 
 def cmd_telegram(args: argparse.Namespace) -> int:
@@ -560,6 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5005)
     p.add_argument("--actions-port", type=int, default=5055)
+    p.add_argument(
+        "--dashboard-port", type=int, default=DASHBOARD_PORT,
+        help="the caseworkers' dashboard, on 127.0.0.1 (0: do not start it)",
+    )  # fmt: skip
     p.add_argument("--endpoints", default=str(ROOT / "endpoints.yml"))
     p.set_defaults(func=cmd_run)
 
@@ -567,15 +699,42 @@ def build_parser() -> argparse.ArgumentParser:
         "cases",
         help="list or show cases; reply to a worker; release a handed-off conversation",
     )
-    p.add_argument("action", choices=["list", "show", "reply", "release"])
-    p.add_argument("reference", nargs="?", help="case reference, for show (HX-123456)")
-    p.add_argument("text", nargs="?", help="for reply: the message to the worker")
+    p.add_argument(
+        "action",
+        choices=["list", "show", "reply", "assign", "status", "urgency", "note", "release"],
+    )
+    p.add_argument("reference", nargs="?", help="case reference (HX-123456)")
+    p.add_argument(
+        "text", nargs="?",
+        help="reply: the message; assign: an e-mail (none: unassign); status, urgency: the new"
+        " value; note: the note",
+    )  # fmt: skip
+    p.add_argument("--search", help="a reference, or words of an employer, agent or workplace")
     p.add_argument("--format", choices=["table", "json"], default="table")
     for name in ("status", "urgency", "language", "country", "category", "assigned-to"):
         p.add_argument(f"--{name}", help=f"only cases with this {name}")
     p.add_argument("--open", action="store_true", help="only cases not resolved or closed")
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=cmd_cases)
+
+    p = sub.add_parser("orgs", help="organisations (the first one added is the deploying one)")
+    p.add_argument("action", choices=["add"])
+    p.add_argument("name")
+    p.set_defaults(func=cmd_orgs)
+
+    p = sub.add_parser(
+        "users", help="dashboard accounts; the password is read from stdin when it is not a tty"
+    )
+    p.add_argument("action", choices=["add", "disable", "reset"])
+    p.add_argument("email")
+    p.add_argument("--org", help="for add: the organisation")
+    p.add_argument("--role", choices=["caseworker", "supervisor", "admin"], help="for add")
+    p.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("dashboard", help="serve the caseworkers' dashboard alone")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=DASHBOARD_PORT)
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("telegram", help="register the Telegram webhook (with its secret token)")
     p.add_argument("action", choices=["set-webhook"])

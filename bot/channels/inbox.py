@@ -245,6 +245,9 @@ class Inbox:
                 text=inbound.text,
                 channel=inbound.channel,
                 provider_id=inbound.provider_id,
+                # On the worker's open case at once: caseworkers see it live, and it reopens a
+                # resolved case (a closed one stays closed).
+                case=repo.latest_case(session, contact=contact, open_or_resolved=True),
             )
             message.status = "pending"
             message.next_attempt_at = utcnow()

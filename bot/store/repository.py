@@ -412,10 +412,15 @@ def case_for_worker(
     return case if secret and check_secret(case, secret) else None
 
 
-def latest_case(session: Session, *, contact: Contact) -> Case | None:
-    return session.execute(
-        select(Case).where(Case.contact_id == contact.id).order_by(Case.id.desc()).limit(1)
-    ).scalar_one_or_none()
+def latest_case(
+    session: Session, *, contact: Contact, open_or_resolved: bool = False
+) -> Case | None:
+    if contact.id is None:
+        return None
+    query = select(Case).where(Case.contact_id == contact.id)
+    if open_or_resolved:
+        query = query.where(Case.status != "closed")
+    return session.execute(query.order_by(Case.id.desc()).limit(1)).scalar_one_or_none()
 
 
 def list_cases(
