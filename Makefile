@@ -26,15 +26,18 @@ help: ## list the targets
 
 install: .venv/.installed ## install everything that is missing
 
-# Debian's chromium, for the web simulator's browser test (Playwright drives it; Playwright's own
-# browser downloads are never used). apt-get only when it is missing; sudo when not root.
+# Debian's chromium, for the browser tests (Playwright drives it; Playwright's own browser
+# downloads are never used), and Noto fonts so that Bengali, Burmese and Thai render in the
+# dashboard's screenshots. apt-get only when something is missing; sudo when not root.
 CHROMIUM ?= /usr/bin/chromium
+NOTO := /usr/share/fonts/truetype/noto/NotoSansMyanmar-Regular.ttf
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-browser: ## install chromium (apt-get) for the browser test, if /usr/bin/chromium is missing
-	@if [ -x "$(CHROMIUM)" ]; then echo ">> chromium is installed: $$($(CHROMIUM) --version 2>/dev/null)"; \
-	else echo ">> installing chromium with apt-get, for the simulator's browser test (first time: a few minutes)"; \
+browser: ## install chromium and the Noto fonts (apt-get) for the browser tests, if missing
+	@if [ -x "$(CHROMIUM)" ] && [ -f "$(NOTO)" ]; then \
+	  echo ">> chromium is installed: $$($(CHROMIUM) --version 2>/dev/null)"; \
+	else echo ">> installing chromium and fonts-noto-core with apt-get, for the browser tests (first time: a few minutes)"; \
 	  $(SUDO) apt-get update -q \
-	  && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+	  && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium fonts-noto-core \
 	  && echo ">> chromium installed: $$(/usr/bin/chromium --version 2>/dev/null)"; fi
 
 train: install ## train the model if there is none or its inputs changed

@@ -52,6 +52,7 @@ def start(
     extra_env: dict | None = None,
     sql_tracker_store: bool = True,
     log_name: str = "server.log",
+    dashboard_port: int = 0,
 ):
     """Starts `helpline run`; returns (LiveServer, stop function). Without
     ``sql_tracker_store`` Rasa keeps trackers in memory (as a stock project does). The case
@@ -70,7 +71,8 @@ def start(
     log = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run", "--port", str(port),
-         "--actions-port", str(actions_port), "--endpoints", str(endpoints)],
+         "--actions-port", str(actions_port), "--endpoints", str(endpoints),
+         "--dashboard-port", str(dashboard_port)],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -96,6 +98,8 @@ def start(
         try:
             call(f"{base}/status", timeout=5)
             call(f"http://127.0.0.1:{actions_port}/health", timeout=5)
+            if dashboard_port:
+                urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/healthz", timeout=5)
             break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:

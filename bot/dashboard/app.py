@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 import anyio
 import segno
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from starlette.applications import Starlette
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -510,6 +510,11 @@ class Dashboard:
         works across processes)."""
         who = self.require(request)
         reference = request.query_params.get("case")
+        simulated = (
+            request.query_params.get("simulated") == "1"
+            and self.config.development
+            and who.actor.can("simulated")
+        )
 
         def look(state: dict) -> list[dict]:
             with self.db.session() as session:
@@ -544,7 +549,7 @@ class Dashboard:
                         state["key"] = key
                         return [{"event": "case", "reference": case.reference}]
                     return []
-                return self._queue_changes(session, who, state)
+                return self._queue_changes(session, who, state, simulated)
 
         async def stream():
             state: dict = {}
@@ -564,15 +569,15 @@ class Dashboard:
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
 
-    def _queue_changes(self, session, who: Who, state: dict) -> list[dict]:
-        visible = service.visible(who.actor)
+    def _queue_changes(self, session, who: Who, state: dict, simulated: bool) -> list[dict]:
+        visible = and_(service.visible(who.actor), Case.simulated.is_(simulated))
         last_case = session.execute(select(func.max(Case.id))).scalar() or 0
         last_message = session.execute(select(func.max(Message.id))).scalar() or 0
         failed = session.execute(
             select(func.count())
             .select_from(Message)
             .join(Case, Case.id == Message.case_id)
-            .where(visible, Message.status.in_(("failed", "held")), Case.simulated.is_(False))
+            .where(visible, Message.status.in_(("failed", "held")))
         ).scalar()
         if not state:
             state.update(case=last_case, message=last_message, failed=failed)
@@ -581,7 +586,7 @@ class Dashboard:
         if last_case > state["case"]:
             for reference, urgency in session.execute(
                 select(Case.reference, Case.urgency)
-                .where(Case.id > state["case"], visible, Case.simulated.is_(False))
+                .where(Case.id > state["case"], visible)
                 .order_by(Case.id)
                 .limit(20)
             ).all():
@@ -594,7 +599,6 @@ class Dashboard:
                     Message.id > state["message"],
                     Message.direction == "in",
                     visible,
-                    Case.simulated.is_(False),
                 )
                 .distinct()
                 .limit(20)

@@ -31,7 +31,7 @@
     var url = document.body.getAttribute("data-live");
     if (!url || !window.EventSource) return;
     var source = new EventSource(url);
-    var onQueue = url === "/live";
+    var onQueue = url.indexOf("case=") < 0;
     function queueChanged(event) {
       var data = JSON.parse(event.data || "{}");
       var label = { new_case: texts.newCase, new_message: texts.newMessage, delivery_failed: texts.failed }[event.type];
