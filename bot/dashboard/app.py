@@ -382,7 +382,9 @@ class Dashboard:
                 "draft": chosen,
                 "seen_reply_id": service.last_reply_id(session, case),
                 "colleagues": service.colleagues(session, who.actor),
-                "transitions": sorted(repo.TRANSITIONS[case.status]),
+                "transitions": [  # in the workflow's order: the first is the usual next step
+                    s for s in taxonomy.STATUSES if s in repo.TRANSITIONS[case.status]
+                ],
                 "trail": trail,
                 "overdue": _queue_row(case, service.DEFAULT_RESPONSE_MINUTES, utcnow())[
                     "overdue"

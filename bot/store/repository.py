@@ -150,7 +150,8 @@ def create_case(
     address = contact.address if contact is not None else None
     case = Case(
         simulated=bool(address and address.startswith(SIMULATED_PREFIX)),
-        awaiting_since=utcnow(),
+        awaiting_since=utcnow(),  # a worker's message opened it
+        last_inbound_at=utcnow() if contact is not None else None,
         reference=_new_reference(session),
         secret_hash=_hash_secret(secret),
         contact=contact,
