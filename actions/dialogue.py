@@ -25,7 +25,7 @@ from sqlalchemy import select
 from actions import messages as m
 from actions import services as services_module
 from actions.language import country_after, language_after
-from bot import taxonomy
+from bot import intake, taxonomy
 from bot.i18n import format_date
 from bot.store import repository as repo
 from bot.store.models import Case, Contact, Message
@@ -58,22 +58,7 @@ EMERGENCY_SURE = 0.8  # the intent classifier's emergency alone, when it is this
 DANGER_SUPPORT = 0.1  # a danger score that supports the intent classifier's emergency
 MAX_SECRET_FAILURES = 5
 SURE = 0.9  # classifier confidence for a worded yes/no to count where it cannot be undone
-INTAKE_SLOTS = (
-    "intake_what",
-    "intake_country",
-    "intake_city",
-    "intake_workplace",
-    "intake_who",
-    "intake_when",
-    "intake_workers",
-    "intake_fees",
-    "intake_wages",
-    "intake_identify",
-    "intake_consent_ngo",
-    "intake_consent_authorities",
-    "intake_consent_employer",
-    "intake_safe_contact",
-)
+INTAKE_SLOTS = intake.SLOTS  # the grievance form, in order (bot/intake.py)
 SKIPPED = "-"
 # Channels that store every message themselves (bot/channels): the transcript is theirs.
 QUEUED_CHANNELS = frozenset({"telegram", "sms", "whatsapp"})
@@ -558,22 +543,13 @@ def file_case(turn: Turn) -> None:
     country = _intake_value(turn, "intake_country") or turn.destination
     if country == OTHER_COUNTRY:
         country = None
-    workers = _intake_value(turn, "intake_workers")
-    intake = {
-        "what_happened": _intake_value(turn, "intake_what"),
-        "city": _intake_value(turn, "intake_city"),
-        "workplace": _intake_value(turn, "intake_workplace"),
-        "who": _intake_value(turn, "intake_who"),
-        "happened_when": _intake_value(turn, "intake_when"),
-        "workers_affected": int(workers) if workers is not None else None,
-        "fees_paid": _intake_value(turn, "intake_fees"),
-        "wages_owed": _intake_value(turn, "intake_wages"),
-        "may_identify": _intake_value(turn, "intake_identify"),
-        "consent_ngo": _intake_value(turn, "intake_consent_ngo"),
-        "consent_authorities": _intake_value(turn, "intake_consent_authorities"),
-        "consent_employer": _intake_value(turn, "intake_consent_employer"),
-        "safe_contact": _intake_value(turn, "intake_safe_contact"),
+    answers = {
+        field.column: _intake_value(turn, field.slot)
+        for field in intake.FIELDS
+        if field.kind != "country"
     }
+    if answers["workers_affected"] is not None:
+        answers["workers_affected"] = int(answers["workers_affected"])
     contact = turn.contact(create=True)
     # Only a case opened during this intake (by an emergency) is completed; any other is kept.
     ref = turn.slot("intake_case")
@@ -581,7 +557,7 @@ def file_case(turn: Turn) -> None:
     quiet = case is not None and bool(case.handoff)  # a person has taken over (an emergency)
     if case is not None and case.status not in ("resolved", "closed"):
         # An emergency during this intake already opened the case: complete it, keep the secret.
-        for field, value in intake.items():
+        for field, value in answers.items():
             setattr(case, field, value)
         case.category = category if case.category == "other" else case.category
         case.ilo_indicators = sorted(set(case.ilo_indicators or []) | set(indicators))
@@ -598,7 +574,7 @@ def file_case(turn: Turn) -> None:
             country=country,
             channel=turn.channel,
             ilo_indicators=indicators,
-            **intake,
+            **answers,
         )
         turn.set("case_ref", case.reference)
     if secret:

@@ -20,29 +20,10 @@ from actions import dialogue
 from actions import messages as m
 from actions.actions import HelplineAction
 from actions.dialogue import SKIPPED, Turn
+from bot import intake
 
-QUESTIONS = {
-    "intake_what": m.ASK_WHAT_HAPPENED,
-    "intake_country": None,  # the numbered country list (dialogue.ask_country)
-    "intake_city": m.ASK_CITY,
-    "intake_workplace": m.ASK_WORKPLACE,
-    "intake_who": m.ASK_WHO,
-    "intake_when": m.ASK_WHEN,
-    "intake_workers": m.ASK_WORKERS_AFFECTED,
-    "intake_fees": m.ASK_FEES_PAID,
-    "intake_wages": m.ASK_WAGES_OWED,
-    "intake_identify": m.ASK_MAY_IDENTIFY,
-    "intake_consent_ngo": m.ASK_CONSENT_NGO,
-    "intake_consent_authorities": m.ASK_CONSENT_AUTHORITIES,
-    "intake_consent_employer": m.ASK_CONSENT_EMPLOYER,
-    "intake_safe_contact": m.ASK_SAFE_CONTACT,
-}
-YES_NO_SLOTS = {
-    "intake_identify",
-    "intake_consent_ngo",
-    "intake_consent_authorities",
-    "intake_consent_employer",
-}
+QUESTIONS = {f.slot: f.question for f in intake.FIELDS}  # None: the numbered country list
+YES_NO_SLOTS = intake.YES_NO_SLOTS
 # Amounts asked only where the topic makes them matter.
 FEES_TOPICS = {"fees", "contract", "documents", None, "other"}
 WAGES_TOPICS = {"wages", "hours", "contract", None, "other"}

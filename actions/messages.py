@@ -7,6 +7,7 @@ every language (``0`` is always the menu; in yes/no questions ``1`` is yes and `
 Rights answers are not here: they are data in each pack's ``rights.yml``.
 """
 
+from bot import intake
 from bot.i18n import N_
 
 # --- First contact, menu, language -------------------------------------------------------------
@@ -77,42 +78,20 @@ INTAKE_PRIVACY = N_(
     " or 'cancel' to stop."
 )
 
-ASK_WHAT_HAPPENED = N_("What happened? Write it in your own words.")
-
-ASK_CITY = N_("In which city or town?")
-
-ASK_WORKPLACE = N_("What is the name of the workplace or company?")
-
-ASK_WHO = N_("Who did this? For example: employer, agent, broker or supervisor.")
-
-ASK_WHEN = N_("When did it happen?")
-
-ASK_WORKERS_AFFECTED = N_("How many workers have this problem? Write a number.")
-
-ASK_FEES_PAID = N_("How much did you pay in fees for this job?")
-
-ASK_WAGES_OWED = N_("How much pay is owed to you?")
-
-ASK_MAY_IDENTIFY = N_(
-    "When we act on your case, can we say who you are? Reply 1 for yes, 2 for no."
-)
-
-ASK_CONSENT_NGO = N_(
-    "Can we share your case with a partner organisation that helps workers? Reply 1 for yes,"
-    " 2 for no."
-)
-
-ASK_CONSENT_AUTHORITIES = N_(
-    "Can we share your case with the labour authorities? Reply 1 for yes, 2 for no."
-)
-
-ASK_CONSENT_EMPLOYER = N_(
-    "Can we share your case with your employer or the brand? Reply 1 for yes, 2 for no."
-)
-
-ASK_SAFE_CONTACT = N_(
-    "How and when is it safe to contact you? For example: here, after 8 in the evening."
-)
+# The grievance form's questions are declared with their fields in bot/intake.py.
+ASK_WHAT_HAPPENED = intake.BY_SLOT["intake_what"].question
+ASK_CITY = intake.BY_SLOT["intake_city"].question
+ASK_WORKPLACE = intake.BY_SLOT["intake_workplace"].question
+ASK_WHO = intake.BY_SLOT["intake_who"].question
+ASK_WHEN = intake.BY_SLOT["intake_when"].question
+ASK_WORKERS_AFFECTED = intake.BY_SLOT["intake_workers"].question
+ASK_FEES_PAID = intake.BY_SLOT["intake_fees"].question
+ASK_WAGES_OWED = intake.BY_SLOT["intake_wages"].question
+ASK_MAY_IDENTIFY = intake.BY_SLOT["intake_identify"].question
+ASK_CONSENT_NGO = intake.BY_SLOT["intake_consent_ngo"].question
+ASK_CONSENT_AUTHORITIES = intake.BY_SLOT["intake_consent_authorities"].question
+ASK_CONSENT_EMPLOYER = intake.BY_SLOT["intake_consent_employer"].question
+ASK_SAFE_CONTACT = intake.BY_SLOT["intake_safe_contact"].question
 
 YES_NO_HINT = N_("Please reply 1 for yes or 2 for no.")
 

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from sqlalchemy import and_, false, func, not_, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
-from bot import taxonomy
+from bot import intake, taxonomy
 from bot.store import repository as repo
 from bot.store.models import (
     AuditEvent,
@@ -46,7 +46,7 @@ ROLES = ("caseworker", "supervisor", "admin")
 # Response-time targets (minutes) per urgency, unless the organisation sets its own.
 DEFAULT_RESPONSE_MINUTES = {"immediate": 15, "high": 4 * 60, "normal": 2 * 24 * 60}
 # Fields a partner organisation does not see when the worker asked not to be identified.
-IDENTIFYING_FIELDS = ("city", "workplace", "who", "safe_contact")
+IDENTIFYING_FIELDS = intake.IDENTIFYING
 MASK = "••••"
 OPEN_STATUSES = ("new", "triaged", "in_progress", "referred")
 

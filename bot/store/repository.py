@@ -19,7 +19,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from bot import taxonomy
+from bot import intake, taxonomy
 from bot.store.models import (
     Case,
     CaseEvent,
@@ -42,26 +42,12 @@ TRANSITIONS: dict[str, set[str]] = {
     "closed": set(),
 }
 URGENCY_RANK = {u: i for i, u in enumerate(taxonomy.URGENCIES)}  # immediate first
-INTAKE_FIELDS = (
-    "what_happened",
-    "city",
-    "workplace",
-    "who",
-    "happened_when",
-    "workers_affected",
-    "fees_paid",
-    "wages_owed",
-    "may_identify",
-    "consent_ngo",
-    "consent_authorities",
-    "consent_employer",
-    "safe_contact",
-)
+INTAKE_FIELDS = intake.COLUMNS  # declared once, in bot/intake.py
 SECRET_DIGITS = 4
 SIMULATED_PREFIX = "sim:"  # addresses of the web simulator's workers (bot/channels/base.py)
 # Intake fields whose words the search index holds (as keyed hashes): names of employers,
 # agents and workplaces, and the city.
-SEARCHABLE_FIELDS = ("who", "workplace", "city")
+SEARCHABLE_FIELDS = intake.SEARCHABLE
 _WORD = regex.compile(r"[\p{L}\p{M}\p{N}]+")
 
 
