@@ -10,7 +10,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: help install browser run train test test-fast lint bench-nlu bench-danger bench clean i18n-extract i18n-update i18n-dashboard i18n-compile sms-report
+.PHONY: help install browser run train test test-fast lint bench-nlu bench-danger bench-dashboard bench clean i18n-extract i18n-update i18n-dashboard i18n-compile sms-report
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench-nlu: install ## train ours and stock Rasa, evaluate on the held-out set, u
 
 bench-danger: install ## danger recall and false alarms per language and kind, end to end, ours next to the previous release
 	$(RUN) python tests/bench/bench_danger.py --write docs/benchmarks.md
+
+bench-dashboard: install ## seed 100,000 cases and 1,000,000 messages; time the dashboard's pages on SQLite and PostgreSQL
+	$(RUN) python tests/bench/bench_dashboard.py --write docs/benchmarks.md
 
 PYBABEL := $(RUN) pybabel
 
