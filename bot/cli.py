@@ -6,7 +6,8 @@ helpline run                      train if needed, then start the Rasa server
 helpline locales check|summary    validate the locale packs
 helpline cases list|show [REF]    the case store, for operators (also reply, assign, status,
                                   urgency, note, release)
-helpline orgs add NAME            an organisation (the first is the deploying one)
+helpline orgs add NAME            an organisation (the first is the deploying one); also
+                                  set-response NAME immediate=15 high=240 normal=2880
 helpline users add EMAIL --org NAME --role ROLE   a dashboard account (also disable, reset)
 helpline dashboard                the caseworkers' dashboard alone (make run starts it too)
 helpline db upgrade               bring the case store's schema up to date
@@ -562,8 +563,17 @@ def cmd_orgs(args: argparse.Namespace) -> int:
     try:
         with db.session() as session:
             try:
+                if args.action == "set-response":
+                    pairs = dict(v.split("=", 1) for v in args.values if "=" in v)
+                    if not pairs or len(pairs) != len(args.values):
+                        raise CliError("set-response NAME immediate=15 high=240 normal=2880")
+                    org = accounts.set_response_minutes(
+                        session, args.name, pairs, actor=_operator()
+                    )
+                    print(f"{org.name}: response targets (minutes) {org.response_minutes}")
+                    return 0
                 org = accounts.add_organisation(session, args.name, actor=_operator())
-            except StoreError as exc:
+            except (StoreError, ValueError) as exc:
                 raise CliError(str(exc)) from exc
             role = "the deploying organisation" if org.deploying else "a partner organisation"
             print(f"{org.name}: added, {role}")
@@ -718,8 +728,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_cases)
 
     p = sub.add_parser("orgs", help="organisations (the first one added is the deploying one)")
-    p.add_argument("action", choices=["add"])
+    p.add_argument("action", choices=["add", "set-response"])
     p.add_argument("name")
+    p.add_argument("values", nargs="*", help="for set-response: URGENCY=MINUTES ...")
     p.set_defaults(func=cmd_orgs)
 
     p = sub.add_parser(

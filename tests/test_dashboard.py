@@ -270,12 +270,13 @@ def test_every_case_route_is_404_for_another_organisation_and_audited(db):
     gets = [f"/cases/{ref}", f"/cases/{ref}/attachments/{attachment}"]
     for path in gets:
         assert outsider.get(path).status_code == 404, path
-    actions = ["reply", "assign", "status", "urgency", "classify", "note", "release"]
+    actions = ["reply", "assign", "status", "urgency", "classify", "note", "release", "reveal"]
     for action in actions:
         response = outsider.post(
             f"/cases/{ref}/{action}",
             data={"csrf": token, "text": "x", "to": "me", "status": "triaged",
-                  "urgency": "high", "category": "fees", "note": "x"},
+                  "urgency": "high", "category": "fees", "note": "x",
+                  "reason": "to call the worker back"},
             follow_redirects=False,
         )  # fmt: skip
         assert response.status_code == 404, action
@@ -285,6 +286,8 @@ def test_every_case_route_is_404_for_another_organisation_and_audited(db):
     assert b"event: gone" in body
     assert ref not in outsider.get("/?status=any").text
     assert f'href="/cases/{ref}"' not in outsider.get(f"/?q={ref}").text
+    assert ref not in outsider.get("/export.csv?status=any").text
+    assert owner.get("/export.csv").status_code == 404
     # An unknown reference looks exactly the same.
     assert outsider.get("/cases/HX-000001").status_code == 404
     with db.session() as session:
@@ -511,3 +514,71 @@ def test_open_redirect_refused_after_sign_in(db):
         follow_redirects=False,
     )  # fmt: skip
     assert response.headers["location"] == "/"
+
+
+def test_revealing_a_hidden_identity_needs_a_reason_and_an_admin(db):
+    ref = new_case(db, may_identify=False, workplace="Golden Glove Factory")
+    ana = signed_in(db, "ana@partner.org")  # a caseworker may not ask
+    assert "Ask an admin" not in ana.get(f"/cases/{ref}").text
+    ben = signed_in(db, "ben@partner.org")
+    page = ben.get(f"/cases/{ref}").text
+    assert "Golden Glove" not in page and "Ask an admin" in page
+    short = ben.post(f"/cases/{ref}/reveal", data={"csrf": csrf_of(page), "reason": "pls"})
+    assert "10 characters" in short.text
+    ben.post(f"/cases/{ref}/reveal",
+             data={"csrf": csrf_of(page), "reason": "The worker asked us to call the factory"})
+    assert "Golden Glove" not in ben.get(f"/cases/{ref}").text  # not before an admin approves
+    admin = signed_in(db, "admin@helpline.org")
+    admin_page = admin.get("/admin").text
+    assert ref in admin_page and "The worker asked us to call the factory" in admin_page
+    request_id = re.search(r'action="/admin/reveals/(\d+)"', admin_page).group(1)
+    assert signed_in(db, "sup@helpline.org").post(
+        f"/admin/reveals/{request_id}", data={"csrf": csrf_of(admin_page), "decision": "approve"}
+    ).status_code in (403, 404)  # a supervisor does not decide
+    admin.post(f"/admin/reveals/{request_id}",
+               data={"csrf": csrf_of(admin_page), "decision": "approve"})  # fmt: skip
+    assert "Golden Glove Factory" in ben.get(f"/cases/{ref}").text
+    assert "Golden Glove" not in signed_in(db, "eve@other.org").get(f"/cases/{ref}").text
+    with db.session() as session:
+        kinds = [e.kind for e in repo.find_case(session, reference=ref).events]
+    assert "reveal_requested" in kinds and "reveal_approved" in kinds
+
+
+def test_export_is_for_supervisors_without_personal_data_or_formulas(db):
+    ref = new_case(db, who="=HYPERLINK(evil)", workplace="ACME")
+    ben = signed_in(db, "ben@partner.org")
+    csv_text = ben.get("/export.csv").text
+    assert ref in csv_text.splitlines()[1]
+    assert "ACME" not in csv_text and "HYPERLINK" not in csv_text
+    assert csv_text.splitlines()[0].startswith("reference,created_at,urgency")
+    with db.session() as session:
+        assert session.execute(
+            select(AuditEvent).where(AuditEvent.action == "export")
+        ).scalar() is not None
+
+
+def test_supervisor_reads_a_colleagues_trail_only_in_their_organisation(db):
+    ref = new_case(db)
+    ana = signed_in(db, "ana@partner.org")
+    ana.get(f"/cases/{ref}")
+    ben = signed_in(db, "ben@partner.org")
+    trail = ben.get("/audit", params={"user": "ana@partner.org"}).text
+    assert ref in trail and "viewed" in trail and "signed in" in trail
+    assert ben.get("/audit", params={"user": "eve@other.org"}).status_code == 404
+    assert ana.get("/audit").status_code == 404
+
+
+def test_response_targets_per_organisation(db, monkeypatch, tmp_path):
+    late = new_case(db, address="+9")  # normal: 2 days by default
+    with db.session() as session:
+        repo.find_case(session, reference=late).awaiting_since = accounts.utcnow() - dt.timedelta(
+            hours=5
+        )
+    ben = signed_in(db, "ben@partner.org")
+    assert late not in ben.get("/?overdue=1").text
+    from bot import cli
+
+    monkeypatch.setenv("HELPLINE_DATABASE_URL", db.url)
+    assert cli.main(["orgs", "set-response", "Partner NGO", "normal=240"]) == 0
+    assert late in ben.get("/?overdue=1").text
+    assert cli.main(["orgs", "set-response", "Partner NGO", "normal=0"]) == 2

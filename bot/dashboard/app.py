@@ -349,7 +349,7 @@ class Dashboard:
             except service.NotFound:
                 return None  # the block ends normally: the audited refusal is kept
             messages = service.transcript(session, case)
-            hidden = service.masked(who.actor, case)
+            hidden = service.masked(session, who.actor, case)
             intake = [
                 (field, service.MASK if field in hidden else getattr(case, field))
                 for field in repo.INTAKE_FIELDS
@@ -372,6 +372,7 @@ class Dashboard:
             trail = (
                 service.events(session, who.actor, case) if who.actor.can("audit") else []
             )
+            minutes = service.response_minutes(service._organisation(session, who.actor))
             return {
                 "case": case,
                 "messages": [_message_row(m) for m in messages],
@@ -386,9 +387,8 @@ class Dashboard:
                     s for s in taxonomy.STATUSES if s in repo.TRANSITIONS[case.status]
                 ],
                 "trail": trail,
-                "overdue": _queue_row(case, service.DEFAULT_RESPONSE_MINUTES, utcnow())[
-                    "overdue"
-                ],
+                "can_ask_reveal": bool(hidden) and who.actor.role == "supervisor",
+                "overdue": _queue_row(case, minutes, utcnow())["overdue"],
             }
 
     async def case_page(self, request: Request) -> Response:
@@ -448,6 +448,9 @@ class Dashboard:
                 service.note(session, actor, reference, str(form.get("note", "")))
             elif action == "release":
                 service.release(session, actor, reference)
+            elif action == "reveal":
+                service.request_reveal(session, actor, reference, str(form.get("reason", "")))
+                return "notice", "reveal_requested"
             else:
                 raise HTTPException(404)
             return "notice", "saved"
@@ -631,6 +634,11 @@ class Dashboard:
                             select(RoutingRule).order_by(RoutingRule.position, RoutingRule.id)
                         ).scalars()
                     ],
+                    "reveals": [
+                        (r.id, ref, r.organisation, r.requested_by, r.reason,
+                         r.created_at.strftime("%Y-%m-%d %H:%M"))
+                        for r, ref in service.pending_reveals(session, who.actor)
+                    ],  # fmt: skip
                     "users": [
                         (u.email, u.membership.role if u.membership else "-",
                          u.membership.organisation.name if u.membership else "-",
@@ -675,6 +683,69 @@ class Dashboard:
             return RedirectResponse("/admin?" + urlencode({"error": str(exc)[:200]}), 303)
         return RedirectResponse("/admin", status_code=303)
 
+    async def admin_reveal(self, request: Request) -> Response:
+        who = self.require(request)
+        if not who.actor.can("administer"):
+            raise HTTPException(404)
+        form = await self.form(request)
+        self.check_csrf(request, form, who)
+        decision = str(form.get("decision", ""))
+        if decision not in ("approve", "refuse"):
+            raise HTTPException(400, "approve or refuse")
+
+        def decide():
+            with self.db.session() as session:
+                service.decide_reveal(session, who.actor, request.path_params["request_id"],
+                                      decision == "approve")  # fmt: skip
+
+        try:
+            await anyio.to_thread.run_sync(decide)
+        except service.NotFound as exc:
+            raise HTTPException(404) from exc
+        return RedirectResponse("/admin", status_code=303)
+
+    async def export(self, request: Request) -> Response:
+        """The filtered queue as CSV, without personal data, for supervisors (audited)."""
+        who = self.require(request)
+        if not who.actor.can("audit"):
+            raise HTTPException(404)
+
+        def rows():
+            with self.db.session() as session:
+                return service.export_rows(session, who.actor, self.filters(request, who))
+
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=service.EXPORT_COLUMNS)
+        writer.writeheader()
+        for row in await anyio.to_thread.run_sync(rows):
+            writer.writerow({k: _csv_safe(v) for k, v in row.items()})
+        return Response(
+            buffer.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"content-disposition": 'attachment; filename="cases.csv"'},
+        )
+
+    async def user_audit(self, request: Request) -> Response:
+        who = self.require(request)
+        if not who.actor.can("audit"):
+            raise HTTPException(404)
+        email = (request.query_params.get("user") or "").strip().lower()
+
+        def load():
+            with self.db.session() as session:
+                people = service.colleagues(session, who.actor)
+                rows = service.user_trail(session, who.actor, email) if email else []
+                return people, rows
+
+        try:
+            people, rows = await anyio.to_thread.run_sync(load)
+        except service.NotFound as exc:
+            raise HTTPException(404) from exc
+        return self.render(request, "audit.html", who=who, people=people, email=email, rows=rows)
+
     async def health(self, request: Request) -> Response:
         def ping() -> bool:
             with self.db.engine.connect() as connection:
@@ -685,6 +756,12 @@ class Dashboard:
         except Exception:  # noqa: BLE001 - a health check reports, it does not raise
             ok = False
         return PlainTextResponse("ok" if ok else "database unavailable", 200 if ok else 503)
+
+
+def _csv_safe(value) -> str:
+    """No spreadsheet formulas from a cell (=, +, -, @ first)."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def _choice(value, allowed):
@@ -827,6 +904,9 @@ def create_app(database: Database, config: Config) -> Starlette:
         Route("/live", d.live),
         Route("/admin", d.admin_page),
         Route("/admin/rules", d.admin_rule, methods=["POST"]),
+        Route("/admin/reveals/{request_id:int}", d.admin_reveal, methods=["POST"]),
+        Route("/export.csv", d.export),
+        Route("/audit", d.user_audit),
         Route("/cases/{reference}", d.case_page),
         Route("/cases/{reference}/attachments/{attachment_id:int}", d.attachment),
         Route("/cases/{reference}/{action}", d.case_action, methods=["POST"]),

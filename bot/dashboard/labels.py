@@ -98,4 +98,11 @@ LABELS = {
     "handoff_released": _l("released to the bot"),
     "worker_says_safe": _l("worker says they are safe"),
     "erased": _l("worker's data erased"),
+    "reveal_requested": _l("asked to reveal the worker's identity"),
+    "reveal_approved": _l("identity revealed to a partner"),
+    "reveal_refused": _l("identity not revealed"),
+    "signed_in": _l("signed in"),
+    "two_factor_enrolled": _l("two-factor sign-in set up"),
+    "access_refused": _l("refused: not theirs to see"),
+    "export": _l("exported cases"),
 }

@@ -73,6 +73,22 @@ def add_organisation(session: Session, name: str, *, actor: Actor) -> Organisati
     return organisation
 
 
+def set_response_minutes(
+    session: Session, name: str, minutes: dict[str, int], *, actor: Actor
+) -> Organisation:
+    """An organisation's own response-time targets (minutes per urgency)."""
+    from bot.taxonomy import URGENCIES
+
+    org = organisation(session, name)
+    for urgency, value in minutes.items():
+        if urgency not in URGENCIES or not 1 <= int(value) <= 60 * 24 * 60:
+            raise StoreError(f"{urgency}={value}: an urgency and 1 to 86400 minutes")
+    own = {k: int(v) for k, v in minutes.items()}
+    org.response_minutes = {**(org.response_minutes or {}), **own}
+    audit(session, actor, "response_targets", organisation=name, minutes=org.response_minutes)
+    return org
+
+
 def organisation(session: Session, name: str) -> Organisation:
     found = session.execute(select(Organisation).where(Organisation.name == name)).scalar()
     if found is None:

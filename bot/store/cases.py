@@ -37,6 +37,7 @@ from bot.store.models import (
     CaseTerm,
     Message,
     Organisation,
+    RevealRequest,
     User,
     utcnow,
 )
@@ -249,12 +250,120 @@ def get(session: Session, actor: Actor, reference: str, *, purpose: str = "view"
     return case
 
 
-def masked(actor: Actor, case: Case) -> set[str]:
+def masked(session: Session, actor: Actor, case: Case) -> set[str]:
     """Intake fields hidden from ``actor``: identifying ones, for a partner organisation, when
-    the worker did not agree to be identified."""
+    the worker did not agree to be identified, unless an admin approved revealing them to it."""
     if actor.is_operator or actor.deploying or case.may_identify is True:
         return set()
-    return set(IDENTIFYING_FIELDS)
+    approved = session.execute(
+        select(RevealRequest.id).where(
+            RevealRequest.case_id == case.id,
+            RevealRequest.organisation == actor.organisation,
+            RevealRequest.status == "approved",
+        )
+    ).first()
+    return set() if approved else set(IDENTIFYING_FIELDS)
+
+
+def request_reveal(session: Session, actor: Actor, reference: str, reason: str) -> RevealRequest:
+    """A partner's supervisor asks to see the masked fields of a case, with a reason."""
+    case = get(session, actor, reference, purpose="reveal")
+    if not masked(session, actor, case):
+        raise StoreError("nothing on this case is hidden from you")
+    if actor.role != "supervisor":
+        raise Forbidden("only a supervisor asks to reveal a worker's identity")
+    reason = " ".join((reason or "").split())
+    if len(reason) < 10:
+        raise StoreError("say why you need to see them (10 characters or more)")
+    pending = session.execute(
+        select(RevealRequest).where(
+            RevealRequest.case_id == case.id,
+            RevealRequest.organisation == actor.organisation,
+            RevealRequest.status == "pending",
+        )
+    ).scalar()
+    if pending is not None:
+        raise StoreError("a request is already waiting for an admin")
+    request = RevealRequest(case_id=case.id, organisation=actor.organisation,
+                            requested_by=actor.label, reason=reason[:1000])  # fmt: skip
+    session.add(request)
+    session.flush()
+    repo._event(session, case, "reveal_requested", actor.label, {"request": request.id})
+    return request
+
+
+def pending_reveals(session: Session, actor: Actor) -> list[tuple[RevealRequest, str]]:
+    """Requests waiting for a decision, with their case's reference: for an admin, who decides
+    without seeing the case's contents."""
+    if not actor.can("administer"):
+        raise Forbidden("only an admin decides on revealing a worker's identity")
+    return list(
+        session.execute(
+            select(RevealRequest, Case.reference)
+            .join(Case, Case.id == RevealRequest.case_id)
+            .where(RevealRequest.status == "pending")
+            .order_by(RevealRequest.id)
+        ).all()
+    )
+
+
+def decide_reveal(session: Session, actor: Actor, request_id: int, approve: bool) -> RevealRequest:
+    if not actor.can("administer"):
+        raise Forbidden("only an admin decides on revealing a worker's identity")
+    request = session.get(RevealRequest, request_id)
+    if request is None or request.status != "pending":
+        raise NotFound("no such request waiting")
+    request.status = "approved" if approve else "refused"
+    request.decided_by, request.decided_at = actor.label, utcnow()
+    case = session.get(Case, request.case_id)
+    repo._event(session, case, f"reveal_{request.status}", actor.label,
+                {"request": request.id, "organisation": request.organisation})  # fmt: skip
+    return request
+
+
+EXPORT_COLUMNS = (
+    "reference", "created_at", "urgency", "status", "category", "language", "country",
+    "channel", "organisation", "assigned_to", "ilo_indicators",
+)  # fmt: skip
+
+
+def export_rows(session: Session, actor: Actor, filters: Filters | None = None) -> list[dict]:
+    """The filtered queue as rows without personal data, for a supervisor's report (audited)."""
+    if not actor.can("audit"):
+        raise Forbidden("exports are for supervisors")
+    rows = []
+    for case in queue(session, actor, filters, limit=100_000):
+        row = {c: getattr(case, c) for c in EXPORT_COLUMNS}
+        row["created_at"] = case.created_at.isoformat(timespec="seconds")
+        row["ilo_indicators"] = " ".join(case.ilo_indicators or [])
+        rows.append(row)
+    audit(session, actor, "export", rows=len(rows))
+    return rows
+
+
+def user_trail(session: Session, actor: Actor, email: str, limit: int = 500) -> list[dict]:
+    """What one colleague did (case events and sign-ins), for their supervisor: only colleagues
+    of the same organisation, only on cases the supervisor may see; never content."""
+    if not actor.can("audit"):
+        raise Forbidden("the audit trail is for supervisors")
+    if not actor.is_operator and email not in colleagues(session, actor):
+        raise NotFound(f"no colleague {email!r}")
+    events = session.execute(
+        select(CaseEvent.created_at, CaseEvent.kind, Case.reference)
+        .join(Case, Case.id == CaseEvent.case_id)
+        .where(CaseEvent.actor == email, visible(actor))
+        .order_by(CaseEvent.id.desc())
+        .limit(limit)
+    ).all()
+    other = session.execute(
+        select(AuditEvent.at, AuditEvent.action)
+        .where(AuditEvent.actor == email, AuditEvent.case_id.is_(None))
+        .order_by(AuditEvent.id.desc())
+        .limit(limit)
+    ).all()
+    rows = [{"at": at, "what": kind, "case": ref} for at, kind, ref in events]
+    rows += [{"at": at, "what": action, "case": None} for at, action in other]
+    return sorted(rows, key=lambda r: r["at"], reverse=True)[:limit]
 
 
 def view(session: Session, actor: Actor, reference: str) -> Case:

@@ -373,3 +373,23 @@ class CasePresence(Base):
     case_id = Column(Integer, ForeignKey("cases.id", ondelete="CASCADE"), primary_key=True)
     user_id = Column(Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     seen_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class RevealRequest(Base):
+    """A partner's supervisor asks to see the fields a worker asked not to share (with a
+    reason); an admin of the deploying organisation approves or refuses. Both steps are in the
+    case's audit trail."""
+
+    __tablename__ = "reveal_requests"
+
+    id = Column(Integer, primary_key=True)
+    case_id = Column(
+        Integer, ForeignKey("cases.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    organisation = Column(String(64), nullable=False)
+    requested_by = Column(String(254), nullable=False)
+    reason = Column(Encrypted, nullable=False)
+    status = Column(String(16), nullable=False, default="pending")  # approved, refused
+    decided_by = Column(String(254))
+    decided_at = Column(DateTime(timezone=True))
+    created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
