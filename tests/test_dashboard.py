@@ -582,3 +582,43 @@ def test_response_targets_per_organisation(db, monkeypatch, tmp_path):
     assert cli.main(["orgs", "set-response", "Partner NGO", "normal=240"]) == 0
     assert late in ben.get("/?overdue=1").text
     assert cli.main(["orgs", "set-response", "Partner NGO", "normal=0"]) == 2
+
+
+def test_cli_creates_organisations_and_users_and_prints_the_otpauth_uri_once(
+    tmp_path, monkeypatch, capsys
+):
+    import io
+
+    from bot import cli
+    from bot.store.crypto import generate_key
+
+    monkeypatch.setenv("HELPLINE_DATABASE_URL", f"sqlite:///{tmp_path}/cli.db")
+    monkeypatch.setenv("HELPLINE_ENV", "production")
+    monkeypatch.setenv("HELPLINE_ENCRYPTION_KEY", generate_key())
+    monkeypatch.setenv("HELPLINE_PSEUDONYM_KEY", "a-pseudonym-key-for-this-test-only")
+    assert cli.main(["orgs", "add", "Our helpline"]) == 0
+    assert cli.main(["orgs", "add", "Partner"]) == 0
+    assert "the deploying organisation" in capsys.readouterr().out
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli.main(["users", "add", "Ana@Example.org", "--org", "Our helpline",
+                     "--role", "admin"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    uri = next(line for line in out.splitlines() if line.startswith("otpauth://totp/"))
+    assert "secret=" in uri and PASSWORD not in out
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert cli.main(["users", "add", "x@example.org", "--org", "Partner", "--role", "admin"]) == 2
+    assert "only the deploying organisation has admins" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert cli.main(["users", "reset", "ana@example.org"]) == 2
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + " new\n"))
+    assert cli.main(["users", "reset", "ana@example.org"]) == 0
+    assert "otpauth://" in capsys.readouterr().out  # a new secret, shown once
+    assert cli.main(["users", "disable", "ana@example.org"]) == 0
+    settings = settings_module.load()
+    db = Database(settings.database_url, settings.encryption_keys)
+    with db.session() as session:
+        user = accounts.find_user(session, "ana@example.org")
+        assert user.disabled_at is not None and user.totp_secret and not user.totp_enabled
+        raw = (tmp_path / "cli.db").read_bytes()
+        assert user.totp_secret.encode() not in raw  # encrypted at rest
+    db.dispose()
