@@ -135,20 +135,31 @@ def test_status_workflow_and_audit(db):
     ]
 
 
-def test_queue_order_and_filters(db):
+def test_queue_order_filters_and_search(db):
+    """The case service's queue (bot/store/cases.py), on SQLite and PostgreSQL."""
+    from bot.store.cases import Actor, Filters, queue
+
+    operator = Actor.operator("test")
     with db.session() as s:
         c = new_contact(s)
         normal, _ = repo.create_case(s, contact=c, category="wages", urgency="normal")
         immediate, _ = repo.create_case(
             s, contact=c, category="abuse", urgency="immediate", language="ne", country="QA"
         )
-        high, _ = repo.create_case(s, contact=c, category="documents", urgency="high")
-        queue = [x.reference for x in repo.list_cases(s)]
-        assert queue == [immediate.reference, high.reference, normal.reference]
-        assert [x.reference for x in repo.list_cases(s, language="ne")] == [immediate.reference]
-        assert [x.reference for x in repo.list_cases(s, country="qa")] == [immediate.reference]
-        assert [x.reference for x in repo.list_cases(s, category="wages")] == [normal.reference]
-        assert repo.search_cases(s, text=high.reference[-6:])[0] is high
+        high, _ = repo.create_case(
+            s, contact=c, category="documents", urgency="high", who="Công ty Hoa Mai"
+        )
+
+        def refs(**filters):
+            return [x.reference for x in queue(s, operator, Filters(**filters))]
+
+        assert refs() == [immediate.reference, high.reference, normal.reference]
+        assert refs(language="ne") == [immediate.reference]
+        assert refs(country="qa") == [immediate.reference]
+        assert refs(category="wages") == [normal.reference]
+        assert refs(search=high.reference.lower()) == [high.reference]
+        assert refs(search="cong ty hoa mai") == [high.reference]
+        assert refs(search="hoa lan") == []
 
 
 def test_invalid_values_are_refused(db):

@@ -26,6 +26,7 @@ import datetime as dt
 from collections.abc import Iterable
 
 from sqlalchemy import and_, false, func, not_, or_, select, true
+from sqlalchemy import case as sql_case
 from sqlalchemy.orm import Session, selectinload
 
 from bot import intake, taxonomy
@@ -183,7 +184,7 @@ def queue(
         query = query.where(_overdue_condition(minutes, utcnow()))
     if filters.search and filters.search.strip():
         query = _search(session, query, filters.search)
-    rank = repo.sql_case(
+    rank = sql_case(
         *[(Case.urgency == u, i) for u, i in repo.URGENCY_RANK.items()],
         else_=len(repo.URGENCY_RANK),
     )

@@ -14,9 +14,8 @@ from collections.abc import Iterable
 from typing import Any
 
 import regex
-from sqlalchemy import case as sql_case
 from sqlalchemy import event as sa_event
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import intake, taxonomy
@@ -410,42 +409,6 @@ def latest_case(
     return session.execute(query.order_by(Case.id.desc()).limit(1)).scalar_one_or_none()
 
 
-def list_cases(
-    session: Session,
-    *,
-    status: str | None = None,
-    urgency: str | None = None,
-    language: str | None = None,
-    country: str | None = None,
-    category: str | None = None,
-    organisation: str | None = None,
-    assigned_to: str | None = None,
-    open_only: bool = False,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[Case]:
-    """The queue: most urgent first, then oldest first, with the dashboard's filters."""
-    query = select(Case)
-    for column, value in (
-        (Case.status, status),
-        (Case.urgency, urgency),
-        (Case.language, language),
-        (Case.country, country and country.upper()),
-        (Case.category, category),
-        (Case.organisation, organisation),
-        (Case.assigned_to, assigned_to),
-    ):
-        if value:
-            query = query.where(column == value)
-    if open_only:
-        query = query.where(Case.status.notin_(["resolved", "closed"]))
-    rank = sql_case(
-        *[(Case.urgency == u, i) for u, i in URGENCY_RANK.items()], else_=len(URGENCY_RANK)
-    )
-    query = query.order_by(rank, Case.created_at, Case.id).limit(limit).offset(offset)
-    return list(session.execute(query).scalars())
-
-
 def count_cases(session: Session, *, by: str = "category") -> dict[str, int]:
     """Anonymous counts (what survives erasure)."""
     column = getattr(Case, by)
@@ -484,13 +447,3 @@ def erase_contact(session: Session, *, contact: Contact, actor: str = "worker") 
         "cases_anonymised": len(cases),
         "kept": ["reference", "category", "urgency", "status", "country", "language", "dates"],
     }
-
-
-def search_cases(session: Session, *, text: str, limit: int = 50) -> list[Case]:
-    """Cases whose reference or clear fields match ``text`` (encrypted fields cannot be searched
-    in the database; the dashboard searches them after decrypting the cases it may show)."""
-    like = f"%{text.strip()}%"
-    query = select(Case).where(
-        or_(Case.reference.ilike(like), Case.category.ilike(like), Case.country.ilike(like))
-    )
-    return list(session.execute(query.order_by(Case.id.desc()).limit(limit)).scalars())
