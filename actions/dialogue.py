@@ -274,6 +274,8 @@ class Turn:
         ``history`` the whole conversation so far from the tracker."""
         case = case or self.current_case()
         contact = self.contact()
+        if contact is not None and self.channel in QUEUED_CHANNELS:
+            self._classify_message(contact)
         if case is None or contact is None:
             return
         if self.channel in QUEUED_CHANNELS:
@@ -314,13 +316,21 @@ class Turn:
             message = self.session.get(Message, int(message_id[9:]))
             if message is not None and message.contact_id == contact.id:
                 message.case = case
-                latest = next(
-                    (e for e in reversed(self.tracker.events) if e.get("event") == "user"), {}
-                )
-                intent = (latest.get("parse_data") or {}).get("intent") or {}
-                message.intent = intent.get("name")
-                message.confidence = intent.get("confidence")
         self.sent = []
+
+    def _classify_message(self, contact: Contact) -> None:
+        """The intent and its confidence on the stored message of this turn (our channels store
+        it before the NLU runs): caseworkers see them in the transcript."""
+        message_id = str(self.message_id or "")
+        if not (message_id.startswith("helpline-") and message_id[9:].isdigit()):
+            return
+        message = self.session.get(Message, int(message_id[9:]))
+        if message is None or message.contact_id != contact.id or message.intent:
+            return
+        latest = next((e for e in reversed(self.tracker.events) if e.get("event") == "user"), {})
+        intent = (latest.get("parse_data") or {}).get("intent") or {}
+        message.intent = intent.get("name")
+        message.confidence = intent.get("confidence")
 
     @property
     def message_id(self) -> str | None:

@@ -336,7 +336,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(
         f"""
 The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1:{args.actions_port}
-(Ctrl-C stops both). To talk to it:
+(Ctrl-C stops them all). To talk to it:
 
   chat as a worker on SMS, WhatsApp or Telegram, in a browser:  {simulator}
   chat as a worker (Rasa's REST channel; "sender" is any name you choose):

@@ -622,3 +622,48 @@ def test_cli_creates_organisations_and_users_and_prints_the_otpauth_uri_once(
         raw = (tmp_path / "cli.db").read_bytes()
         assert user.totp_secret.encode() not in raw  # encrypted at rest
     db.dispose()
+
+
+def test_admin_adds_organisations_and_users_and_disables_them_in_the_dashboard(db):
+    admin = signed_in(db, "admin@helpline.org")
+    token = page_csrf(admin, "/admin")
+    admin.post("/admin/orgs", data={"csrf": token, "name": "Tenaganita"})
+    added = admin.post("/admin/users", data={
+        "csrf": token, "email": "new@tenaganita.org", "organisation": "Tenaganita",
+        "role": "caseworker", "password": PASSWORD,
+    })  # fmt: skip
+    assert "added new@tenaganita.org" in added.text
+    refused = admin.post("/admin/users", data={
+        "csrf": token, "email": "x@tenaganita.org", "organisation": "Tenaganita",
+        "role": "admin", "password": PASSWORD,
+    })  # fmt: skip
+    assert "only the deploying organisation has admins" in refused.text
+    newcomer = signed_in(db, "new@tenaganita.org")
+    assert newcomer.get("/").status_code == 200
+    admin.post("/admin/disable", data={"csrf": token, "email": "new@tenaganita.org"})
+    assert newcomer.get("/", follow_redirects=False).status_code == 303
+    assert "cannot disable yourself" in admin.post(
+        "/admin/disable", data={"csrf": token, "email": "admin@helpline.org"}
+    ).text
+    supervisor = signed_in(db, "sup@helpline.org")
+    token = page_csrf(supervisor)
+    for what in ("orgs", "users", "disable", "rules"):
+        assert supervisor.post(f"/admin/{what}", data={"csrf": token}).status_code == 404
+    with db.session() as session:
+        actions = set(session.execute(select(AuditEvent.action)).scalars())
+    assert {"organisation_added", "user_added", "user_disabled"} <= actions
+
+
+def test_a_user_changes_their_password(db):
+    client = signed_in(db, "ana@partner.org")
+    token = page_csrf(client, "/account")
+    wrong = client.post("/account/password", data={
+        "csrf": token, "password": "not my password", "new_password": "a new long password",
+        "new_password_again": "a new long password"})  # fmt: skip
+    assert "current password is not right" in wrong.text
+    client.post("/account/password", data={
+        "csrf": token, "password": PASSWORD, "new_password": "a new long password",
+        "new_password_again": "a new long password"})  # fmt: skip
+    assert client.get("/", follow_redirects=False).status_code == 303  # signed out everywhere
+    sign_in(app_for(db), "ana@partner.org", expect=401)
+    sign_in(app_for(db), "ana@partner.org", password="a new long password")

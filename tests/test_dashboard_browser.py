@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.request
 from pathlib import Path
@@ -182,6 +183,10 @@ def test_caseworker_sees_a_burmese_emergency_live_replies_in_burmese_and_it_is_d
             page.keyboard.press("o")
             expect(page.get_by_role("heading", name=reference)).to_be_visible()
             expect(page.locator("#transcript")).to_contain_text("အလုပ်ရှင်က")
+            # The worker's message with its intent and the classifier's confidence.
+            expect(page.locator("#transcript .msg.in .meta").first).to_contain_text(
+                re.compile(r"[a-z_]+ \(\d\.\d\d\)")
+            )
             accessibility["case"] = axe_problems(page)
 
             # A canned reply in Burmese, with its English meaning beside it.

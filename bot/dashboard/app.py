@@ -746,6 +746,71 @@ class Dashboard:
             raise HTTPException(404) from exc
         return self.render(request, "audit.html", who=who, people=people, email=email, rows=rows)
 
+    async def admin_people(self, request: Request) -> Response:
+        """The admin adds an organisation or a user, or disables a user (all audited). A new
+        user signs in with the password the admin gave and, where two-factor sign-in is
+        required, enrols their authenticator at that first sign-in."""
+        who = self.require(request)
+        if not who.actor.can("administer"):
+            raise HTTPException(404)
+        form = await self.form(request)
+        self.check_csrf(request, form, who)
+        what = request.path_params["what"]
+
+        def change() -> str:
+            with self.db.session() as session:
+                if what == "orgs":
+                    org = accounts.add_organisation(session, str(form.get("name", "")),
+                                                    actor=who.actor)  # fmt: skip
+                    return f"added {org.name}"
+                if what == "users":
+                    user, _ = accounts.add_user(
+                        session, str(form.get("email", "")),
+                        organisation_name=str(form.get("organisation", "")),
+                        role=str(form.get("role", "")), password=str(form.get("password", "")),
+                        actor=who.actor, two_factor=False,
+                    )  # fmt: skip
+                    return f"added {user.email}"
+                if what == "disable":
+                    email = str(form.get("email", ""))
+                    if email.lower() == who.user.email:
+                        raise repo.StoreError("you cannot disable yourself")
+                    user = accounts.disable_user(session, email, actor=who.actor)
+                    return f"disabled {user.email}"
+                raise HTTPException(404)
+
+        try:
+            done = await anyio.to_thread.run_sync(change)
+        except repo.StoreError as exc:
+            return RedirectResponse("/admin?" + urlencode({"error": str(exc)[:200]}), 303)
+        return RedirectResponse("/admin?" + urlencode({"notice": done}), status_code=303)
+
+    async def account_page(self, request: Request) -> Response:
+        who = self.require(request)
+        return self.render(request, "account.html", who=who,
+                           error=request.query_params.get("error"))  # fmt: skip
+
+    async def change_password(self, request: Request) -> Response:
+        who = self.require(request)
+        form = await self.form(request)
+        self.check_csrf(request, form, who)
+        new = str(form.get("new_password", ""))
+        if new != str(form.get("new_password_again", "")):
+            return RedirectResponse("/account?error=" + "the+two+new+passwords+differ", 303)
+
+        def change():
+            with self.db.session() as session:
+                user = session.get(User, who.user.id)
+                accounts.change_password(session, user, str(form.get("password", "")), new)
+
+        try:
+            await anyio.to_thread.run_sync(change)
+        except repo.StoreError as exc:
+            return RedirectResponse("/account?" + urlencode({"error": str(exc)[:200]}), 303)
+        response = RedirectResponse("/login", status_code=303)  # every session ended
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
     async def health(self, request: Request) -> Response:
         def ping() -> bool:
             with self.db.engine.connect() as connection:
@@ -905,6 +970,9 @@ def create_app(database: Database, config: Config) -> Starlette:
         Route("/admin", d.admin_page),
         Route("/admin/rules", d.admin_rule, methods=["POST"]),
         Route("/admin/reveals/{request_id:int}", d.admin_reveal, methods=["POST"]),
+        Route("/admin/{what}", d.admin_people, methods=["POST"]),
+        Route("/account", d.account_page),
+        Route("/account/password", d.change_password, methods=["POST"]),
         Route("/export.csv", d.export),
         Route("/audit", d.user_audit),
         Route("/cases/{reference}", d.case_page),

@@ -172,6 +172,16 @@ def reset_user(
     return user, uri
 
 
+def change_password(session: Session, user: User, current: str, new: str) -> None:
+    """A user changes their own password: the current one must be right; other sessions end."""
+    if not _password_ok(user, current):
+        raise StoreError("your current password is not right")
+    check_password(new)
+    user.password_hash = _hasher.hash(new)
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    audit(session, Actor.of(user), "password_changed")
+
+
 # --- two-factor ---------------------------------------------------------------------------
 
 
