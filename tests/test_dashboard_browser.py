@@ -13,7 +13,6 @@ are taken here.
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import urllib.request
@@ -26,15 +25,13 @@ from bot import settings as settings_module
 from bot.store import Database, accounts
 from bot.store import cases as service
 from bot.store.models import Case, Message
+from tests.browser import CHROMIUM_ARGS, find_chromium
 from tests.fake_providers import FakeTelegram
 from tests.live_server import free_port, start
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 AXE = ROOT / "tests" / "vendor" / "axe-core-4.14.1.min.js"
 DOCS = ROOT / "docs"
 TOKEN = "123456:telegram-test-token"
@@ -43,15 +40,6 @@ CHAT = 5550123499
 PASSWORD = "correct horse battery"
 # "My employer beats me. I am locked in the room. Please help."
 EMERGENCY_MY = "အလုပ်ရှင်က ကျွန်မကို ရိုက်နေတယ်။ အခန်းထဲမှာ ပိတ်ထားတယ်။ ကူညီပါ"
-
-
-def _chromium() -> Path:
-    if CHROMIUM.exists():
-        return CHROMIUM
-    message = f"{CHROMIUM} is missing: `make browser` installs it (apt-get install chromium)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")
@@ -135,8 +123,7 @@ def sign_in(page, base, email, code=""):
 def test_caseworker_sees_a_burmese_emergency_live_replies_in_burmese_and_it_is_delivered(
     deployment,
 ):
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    chromium = _chromium()
+    chromium = find_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     server, base, telegram, db, secret = deployment

@@ -22,8 +22,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import warnings
-from pathlib import Path
 
 import pytest
 
@@ -32,10 +30,8 @@ from bot.channels import config as channel_config
 from bot.channels.inbox import Sender, SendError, buttons_of
 from bot.channels.simulator import SimulatedSender, SimulatorInput
 from bot.sms import segments, split_for_sms
+from tests.browser import CHROMIUM_ARGS, find_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
 TOKEN = "123456:telegram-test-token"
 SID = "AC" + "7" * 32
 AUTH = "twilio-auth-token-abcdef"
@@ -438,22 +434,11 @@ def test_the_simulator_is_off_in_production(tmp_path, model):
 
 
 # --- in a real browser ------------------------------------------------------------------------
-def _chromium() -> Path:
-    if CHROMIUM.exists():
-        return CHROMIUM
-    message = f"{CHROMIUM} is missing: `make browser` installs it (apt-get install chromium)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    warnings.warn(message, stacklevel=2)
-    pytest.skip(message)
-
-
 @pytest.mark.slow
 def test_a_newcomer_chats_in_the_browser(sim):
     """Pick SMS and Vietnamese, start, type; see the replies with their segments. Then Telegram:
     press a button."""
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    chromium = _chromium()
+    chromium = find_chromium()
     from playwright.sync_api import expect, sync_playwright
 
     server, _, _, _ = sim

@@ -650,12 +650,17 @@ class Dashboard:
         context = await anyio.to_thread.run_sync(load)
         return self.render(request, "admin.html", who=who, **context)
 
-    async def admin_rule(self, request: Request) -> Response:
+    async def admin_form(self, request: Request) -> tuple[Who, FormData]:
+        """An admin's form, checked: signed in, an admin (else 404), its CSRF token."""
         who = self.require(request)
         if not who.actor.can("administer"):
             raise HTTPException(404)
         form = await self.form(request)
         self.check_csrf(request, form, who)
+        return who, form
+
+    async def admin_rule(self, request: Request) -> Response:
+        who, form = await self.admin_form(request)
 
         def change():
             with self.db.session() as session:
@@ -684,11 +689,7 @@ class Dashboard:
         return RedirectResponse("/admin", status_code=303)
 
     async def admin_reveal(self, request: Request) -> Response:
-        who = self.require(request)
-        if not who.actor.can("administer"):
-            raise HTTPException(404)
-        form = await self.form(request)
-        self.check_csrf(request, form, who)
+        who, form = await self.admin_form(request)
         decision = str(form.get("decision", ""))
         if decision not in ("approve", "refuse"):
             raise HTTPException(400, "approve or refuse")
@@ -750,11 +751,7 @@ class Dashboard:
         """The admin adds an organisation or a user, or disables a user (all audited). A new
         user signs in with the password the admin gave and, where two-factor sign-in is
         required, enrols their authenticator at that first sign-in."""
-        who = self.require(request)
-        if not who.actor.can("administer"):
-            raise HTTPException(404)
-        form = await self.form(request)
-        self.check_csrf(request, form, who)
+        who, form = await self.admin_form(request)
         what = request.path_params["what"]
 
         def change() -> str:
