@@ -55,7 +55,8 @@ def db(tmp_path):
 
 
 def app_for(db, *, two_factor=False, development=True):
-    config = Config(development=development, require_two_factor=two_factor, search_key=b"k" * 32)
+    config = Config(development=development, require_two_factor=two_factor, search_key=b"k" * 32,
+                    live_seconds=1.5)  # a live stream ends after 1.5 s here  # fmt: skip
     # Outside development the cookies are Secure: the client must speak https to get them back.
     scheme = "http" if development else "https"
     return TestClient(create_app(db, config), base_url=f"{scheme}://testserver")
@@ -667,3 +668,42 @@ def test_a_user_changes_their_password(db):
     assert client.get("/", follow_redirects=False).status_code == 303  # signed out everywhere
     sign_in(app_for(db), "ana@partner.org", expect=401)
     sign_in(app_for(db), "ana@partner.org", password="a new long password")
+
+
+def test_live_queue_sends_what_changed_since_the_page_was_drawn_and_resumes_without_repeats(db):
+    client = signed_in(db, "sup@helpline.org")
+    page = client.get("/").text
+    cursor = re.search(r'data-live="/live\?seen=([0-9.]+)"', page).group(1)
+    ref = new_case(db, consent=False, urgency="immediate")  # after drawing, before the stream
+    body = client.get(f"/live?seen={cursor}").text
+    assert "event: new_case" in body and ref in body and '"urgency": "immediate"' in body
+    resumed_at = re.findall(r"^id: ([0-9.]+)$", body, re.M)[-1]
+    again = client.get("/live?seen=" + cursor, headers={"Last-Event-ID": resumed_at}).text
+    assert "event: new_case" not in again  # the browser's Last-Event-ID wins: no repeat
+    partner = signed_in(db, "eve@other.org")
+    cursor = re.search(r'data-live="/live\?seen=([0-9.]+)"', partner.get("/").text).group(1)
+    new_case(db, consent=False, urgency="immediate", address="+77")
+    assert "new_case" not in partner.get(f"/live?seen={cursor}").text  # not theirs to see
+
+
+def test_live_case_page_refreshes_when_a_delivery_state_changes(db):
+    ref = new_case(db)
+    client = signed_in(db, "ana@partner.org")
+    token = page_csrf(client, f"/cases/{ref}")
+    client.post(f"/cases/{ref}/reply", data={"csrf": token, "text": "hello"})
+    page = client.get(f"/cases/{ref}").text
+    seen = re.search(r"data-live=\"/live\?case=HX-\d+&(?:amp;)?seen=([0-9a-f]+)\"", page).group(1)
+    assert "event: case" not in client.get(f"/live?case={ref}&seen={seen}").text
+    with db.session() as session:  # the channel's queue sends it, between drawing and streaming
+        reply = session.execute(select(Message).where(Message.author == "ana@partner.org"))
+        reply.scalar_one().status = "sent"
+    assert "event: case" in client.get(f"/live?case={ref}&seen={seen}").text
+    def views() -> int:
+        with db.session() as session:
+            events = repo.find_case(session, reference=ref).events
+            return len([e for e in events if e.kind == "viewed"])
+
+    before = views()
+    partial = client.get(f"/cases/{ref}", headers={"HX-Request": "true", "HX-Target": "transcript"})
+    assert "delivery: sent" in partial.text and "<html" not in partial.text
+    assert views() == before  # a live refresh is not a view in the audit trail

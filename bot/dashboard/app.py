@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
+import hashlib
 import hmac
 import json
 import logging
 import secrets
+import time
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -52,7 +55,6 @@ from bot.store.database import Database
 from bot.store.models import (
     Attachment,
     Case,
-    CaseEvent,
     CasePresence,
     Message,
     Organisation,
@@ -85,6 +87,9 @@ class Config:
     require_two_factor: bool
     search_key: bytes  # keyed hashes of sign-in attempts
     locales_dir: Path | None = None
+    # A live stream ends after this long and the browser reconnects (with Last-Event-ID): no
+    # connection holds a worker thread for ever, and a proxy's idle timeout never cuts one.
+    live_seconds: float = 300.0
 
 
 @dataclasses.dataclass
@@ -324,7 +329,9 @@ class Dashboard:
             minutes = service.response_minutes(org)
             now = utcnow()
             cases = [_queue_row(c, minutes, now) for c in rows[:PAGE_SIZE]]
+            cursor = self.queue_cursor(session, who, filters.simulated)
         return {
+            "cursor": _format_cursor(cursor),
             "cases": cases,
             "filters": filters,
             "page": page,
@@ -342,10 +349,14 @@ class Dashboard:
         )
 
     # --- a case ----------------------------------------------------------------------------
-    def case_context(self, who: Who, reference: str, template: str | None) -> dict:
+    def case_context(
+        self, who: Who, reference: str, template: str | None, *, record: bool = True
+    ) -> dict | None:
+        """What a case page shows; ``record``: a view for the audit trail (not for the live
+        refresh of its transcript)."""
         with self.db.session() as session:
             try:
-                case = service.view(session, who.actor, reference)
+                case = (service.view if record else service.get)(session, who.actor, reference)
             except service.NotFound:
                 return None  # the block ends normally: the audited refusal is kept
             messages = service.transcript(session, case)
@@ -389,13 +400,19 @@ class Dashboard:
                 "trail": trail,
                 "can_ask_reveal": bool(hidden) and who.actor.role == "supervisor",
                 "overdue": _queue_row(case, minutes, utcnow())["overdue"],
+                "live_key": _case_key(session, case),
             }
 
     async def case_page(self, request: Request) -> Response:
         who = self.require(request)
         reference = request.path_params["reference"]
         template = request.query_params.get("template")
-        context = await anyio.to_thread.run_sync(self.case_context, who, reference, template)
+        partial = bool(
+            request.headers.get("hx-request") and request.headers.get("hx-target") == "transcript"
+        )
+        context = await anyio.to_thread.run_sync(
+            functools.partial(self.case_context, who, reference, template, record=not partial)
+        )
         if context is None:
             raise HTTPException(404, "no such case")
         context.update(
@@ -404,7 +421,7 @@ class Dashboard:
             gsm7=sms.GSM7_BASIC,
             gsm7_extension=sms.GSM7_EXTENSION,
         )
-        if request.headers.get("hx-request") and request.headers.get("hx-target") == "transcript":
+        if partial:
             return self.render(request, "_transcript.html", who=who, **context)
         return self.render(request, "case.html", who=who, **context)
 
@@ -515,6 +532,10 @@ class Dashboard:
         works across processes)."""
         who = self.require(request)
         reference = request.query_params.get("case")
+        # What the page showed when it was drawn: a change between drawing it and this stream
+        # opening is sent at once, not lost.
+        seen = (request.headers.get("last-event-id") or request.query_params.get("seen") or "")
+        seen = seen[:64]
         simulated = (
             request.query_params.get("simulated") == "1"
             and self.config.development
@@ -531,41 +552,31 @@ class Dashboard:
                     session.merge(
                         CasePresence(case_id=case.id, user_id=who.user.id, seen_at=utcnow())
                     )
-                    signature = session.execute(
-                        select(func.count(), func.max(Message.id), func.sum(
-                            func.length(Message.status)), func.max(CaseEvent.id))
-                        .select_from(Message)
-                        .outerjoin(CaseEvent, CaseEvent.case_id == Message.case_id)
-                        .where(Message.case_id == case.id)
-                    ).one()  # fmt: skip
-                    statuses = tuple(
-                        session.execute(
-                            select(Message.id, Message.status, Message.channel)
-                            .where(Message.case_id == case.id, Message.direction == "out")
-                            .order_by(Message.id.desc())
-                            .limit(20)
-                        ).all()
-                    )
-                    key = (tuple(signature), statuses)
-                    if state.get("key") is None:
-                        state["key"] = key
-                        return []
-                    if key != state["key"]:
+                    key = _case_key(session, case)
+                    if key != state.setdefault("key", seen):
                         state["key"] = key
                         return [{"event": "case", "reference": case.reference}]
                     return []
                 return self._queue_changes(session, who, state, simulated)
 
         async def stream():
-            state: dict = {}
+            state: dict = {} if reference else _parse_cursor(seen)
+            sent_id = seen
+            ends = time.monotonic() + self.config.live_seconds
             yield "retry: 2000\n\n"
-            while True:
+            while time.monotonic() < ends:
                 if await request.is_disconnected():
                     return
                 for change in await anyio.to_thread.run_sync(look, state):
                     yield f"event: {change['event']}\ndata: {json.dumps(change)}\n\n"
                     if change["event"] == "gone":
                         return
+                # Where this page now stands: the browser sends it back as Last-Event-ID when
+                # it reconnects, so nothing is announced twice and nothing is missed.
+                current = state.get("key") if reference else _format_cursor(state)
+                if current and current != sent_id:
+                    yield f"id: {current}\n\n"
+                    sent_id = current
                 await asyncio.sleep(LIVE_POLL)
 
         return StreamingResponse(
@@ -574,16 +585,25 @@ class Dashboard:
             headers={"cache-control": "no-store", "x-accel-buffering": "no"},
         )
 
+    def queue_cursor(self, session, who: Who, simulated: bool) -> dict:
+        """Where the queue stands: the newest case and message, and how many replies on visible
+        cases failed or are held (what a live queue page compares against)."""
+        visible = and_(service.visible(who.actor), Case.simulated.is_(simulated))
+        return {
+            "case": session.execute(select(func.max(Case.id))).scalar() or 0,
+            "message": session.execute(select(func.max(Message.id))).scalar() or 0,
+            "failed": session.execute(
+                select(func.count())
+                .select_from(Message)
+                .join(Case, Case.id == Message.case_id)
+                .where(visible, Message.status.in_(("failed", "held")))
+            ).scalar(),
+        }
+
     def _queue_changes(self, session, who: Who, state: dict, simulated: bool) -> list[dict]:
         visible = and_(service.visible(who.actor), Case.simulated.is_(simulated))
-        last_case = session.execute(select(func.max(Case.id))).scalar() or 0
-        last_message = session.execute(select(func.max(Message.id))).scalar() or 0
-        failed = session.execute(
-            select(func.count())
-            .select_from(Message)
-            .join(Case, Case.id == Message.case_id)
-            .where(visible, Message.status.in_(("failed", "held")))
-        ).scalar()
+        now = self.queue_cursor(session, who, simulated)
+        last_case, last_message, failed = now["case"], now["message"], now["failed"]
         if not state:
             state.update(case=last_case, message=last_message, failed=failed)
             return []
@@ -818,6 +838,36 @@ class Dashboard:
         except Exception:  # noqa: BLE001 - a health check reports, it does not raise
             ok = False
         return PlainTextResponse("ok" if ok else "database unavailable", 200 if ok else 503)
+
+
+def _case_key(session, case: Case) -> str:
+    """A short digest of what a case's transcript shows: its messages and the delivery state
+    of its latest replies. A live case page refreshes when it changes."""
+    count, last = session.execute(
+        select(func.count(), func.max(Message.id)).where(Message.case_id == case.id)
+    ).one()
+    states = session.execute(
+        select(Message.id, Message.status, Message.channel)
+        .where(Message.case_id == case.id, Message.direction == "out")
+        .order_by(Message.id.desc())
+        .limit(20)
+    ).all()
+    text = repr((count, last, [tuple(r) for r in states]))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _parse_cursor(seen: str) -> dict:
+    """A queue page's cursor (``case.message.failed``), or {} when there is none."""
+    parts = seen.split(".")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        return dict(zip(("case", "message", "failed"), map(int, parts), strict=True))
+    return {}
+
+
+def _format_cursor(state: dict) -> str:
+    if not state:
+        return ""
+    return f"{state['case']}.{state['message']}.{state['failed']}"
 
 
 def _csv_safe(value) -> str:
