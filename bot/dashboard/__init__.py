@@ -1,0 +1,2 @@
+"""The caseworkers' dashboard, a Starlette application of its own: see app.py and
+docs/dashboard.md."""
