@@ -20,10 +20,10 @@ from sanic.request import Request
 
 from bot.channels import config as channel_config
 from bot.channels.inbox import Inbound, Inbox, Sender, SendError
+from bot.store.repository import SIMULATED_PREFIX  # the web simulator's addresses
 
 logger = logging.getLogger(__name__)
 
-SIMULATED_PREFIX = "sim:"  # addresses of the web simulator's workers (bot/channels/simulator.py)
 
 
 class SenderRouter(Sender):

@@ -211,7 +211,6 @@ class Dashboard:
                         code=str(form.get("code", "")),
                         address=address,
                         key=self.config.search_key,
-                        require_two_factor=self.config.require_two_factor,
                     )
                 except accounts.SignInFailed as exc:
                     return None, exc.retry_after, False

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets
@@ -39,8 +40,13 @@ MAX_DELAY = 15 * 60
 ISSUER = "Migrant helpline"
 
 _hasher = PasswordHasher()
-# Verified when the e-mail is unknown, so that a wrong e-mail costs as long as a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the e-mail is unknown, so that a wrong e-mail costs as long as a wrong
+    password. Made at the first sign-in, not when a command imports this module."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 class SignInFailed(StoreError):
@@ -189,7 +195,7 @@ def start_totp(user: User) -> str:
     """A new (not yet confirmed) TOTP secret; its otpauth:// URI for an authenticator app."""
     user.totp_secret = pyotp.random_base32()
     user.totp_enabled = False
-    return pyotp.TOTP(user.totp_secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
+    return totp_uri(user)
 
 
 def totp_uri(user: User) -> str:
@@ -252,11 +258,10 @@ def sign_in(
     code: str,
     address: str,
     key: bytes,
-    require_two_factor: bool,
 ) -> User:
     """The user, if e-mail, password and (when the user has two-factor sign-in, or it is
     required) the code or a recovery code are right; else ``SignInFailed``, the same for every
-    cause. A user without two-factor sign-in where it is required signs in only to enrol."""
+    cause. (Whether a user without two-factor sign-in must enrol first is the caller's rule.)"""
     account_key = _keyed(key, (email or "").strip().lower())
     address_key = _keyed(key, address or "-")
     wait = retry_after(session, account=account_key, address=address_key)
@@ -279,7 +284,7 @@ def sign_in(
 def _password_ok(user: User | None, password: str) -> bool:
     try:
         if user is None or not user.password_hash:
-            _hasher.verify(_DUMMY_HASH, password or "")
+            _hasher.verify(_dummy_hash(), password or "")
             return False
         return _hasher.verify(user.password_hash, password or "")
     except (VerificationError, InvalidHashError):

@@ -208,10 +208,7 @@ def _index_case_names(session: Session, _context, _instances) -> None:
         if isinstance(obj, Case)
         and (
             obj in session.new
-            or any(
-                session.is_modified(obj, include_collections=False) and _history_changed(obj, field)
-                for field in SEARCHABLE_FIELDS
-            )
+            or any(_history_changed(obj, field) for field in SEARCHABLE_FIELDS)
         )
     ]
     if not changed:
