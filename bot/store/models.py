@@ -126,6 +126,9 @@ class Case(Base):
     # response-time targets count from it.
     awaiting_since = Column(DateTime(timezone=True))
     last_inbound_at = Column(DateTime(timezone=True))  # the worker's latest message on this case
+    # A legal hold stops retention from deleting anything of this case (bot/store/retention.py).
+    legal_hold = Column(Boolean, nullable=False, default=False, server_default="0")
+    purged_at = Column(DateTime(timezone=True))  # when retention deleted its personal data
 
     # Intake, in the worker's words (all optional: every question can be skipped).
     what_happened = Column(Encrypted)
@@ -393,3 +396,16 @@ class RevealRequest(Base):
     decided_by = Column(String(254))
     decided_at = Column(DateTime(timezone=True))
     created_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class ReferenceAttempt(Base):
+    """Wrong secrets given for a case reference from another phone or channel, counted in the
+    store (not in a conversation slot, which a new sender id would reset). Keyed by a keyed hash
+    of the reference, so a row exists whether or not the case does."""
+
+    __tablename__ = "reference_attempts"
+
+    reference_hash = Column(String(64), primary_key=True)
+    failures = Column(Integer, nullable=False, default=0, server_default="0")
+    locked_until = Column(DateTime(timezone=True))
+    updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
