@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# No HELPLINE_ENV means production (keys required, Rasa's API and the REST channel off): the
+# tests run as `make run` does, in development, unless a test says otherwise.
+os.environ.setdefault("HELPLINE_ENV", "development")
 ROOT = Path(__file__).resolve().parent.parent
 
 
