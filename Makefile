@@ -43,8 +43,8 @@ browser: ## install chromium and the Noto fonts (apt-get) for the browser tests,
 train: install ## train the model if there is none or its inputs changed
 	$(RUN) helpline train
 
-run: install ## install, train if needed, start the helpline and print how to talk to it
-	$(RUN) helpline run
+run: install ## install, train if needed, start the helpline (in development unless HELPLINE_ENV says otherwise)
+	HELPLINE_ENV=$${HELPLINE_ENV:-development} $(RUN) helpline run
 
 test: install browser ## install and run the whole test suite (lint, then tests; trains a model; 10-17 min)
 	$(RUN) ruff check bot nlu actions tests

@@ -254,8 +254,9 @@ class Supervisor:
         backoff: float = 1.0,
         max_backoff: float = 30.0,
         grace: float = 10.0,
+        env: dict[str, str] | None = None,
     ) -> None:
-        self.command, self.name, self.cwd = list(command), name, cwd
+        self.command, self.name, self.cwd, self.env = list(command), name, cwd, env
         self.backoff, self.max_backoff, self.grace = backoff, max_backoff, grace
         self.restarts = 0
         self.process: subprocess.Popen | None = None
@@ -265,7 +266,7 @@ class Supervisor:
         self._thread: threading.Thread | None = None
 
     def _spawn(self) -> None:
-        self.process = subprocess.Popen(self.command, cwd=self.cwd)
+        self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env)
         self._started = time.monotonic()
 
     def start(self) -> Supervisor:
@@ -318,16 +319,49 @@ class Supervisor:
             self._thread.join(timeout=timeout)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    model = train(locales_dir=Path(args.locales), models_dir=Path(args.models_dir))
-    host, port = args.host, args.port
-    from bot.channels.config import load as channel_settings
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Channels that let whoever reaches the port choose who they are: development only.
+UNSAFE_CHANNELS = ("rest", "bot.channels.rest.RestInput", "rasa.core.channels.rest.RestInput")
 
-    simulator = (
-        f"http://{host}:{port}/webhooks/simulator/"
-        if channel_settings().simulator
-        else "off (HELPLINE_SIMULATOR=true to serve it)"
-    )
+
+def public_surface(settings, host: str) -> tuple[bool, list[str]]:
+    """Whether Rasa's HTTP API is served, and which channels of credentials.yml to drop.
+
+    In production the port that providers reach serves the channel webhooks and ``/`` (a health
+    check) only: Rasa's API (trackers, parse, model upload) and the REST channel (any ``sender``
+    can act as any worker) are off. In development they stay on, on loopback only."""
+    local = settings.development and host in LOOPBACK
+    return local, ([] if local else list(UNSAFE_CHANNELS))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.settings import load
+    from bot.store import open_database
+
+    settings = load()  # a missing key stops here, before minutes of training
+    host, port = args.host, args.port
+    api, dropped = public_surface(settings, host)
+    if not args.no_migrate:
+        # Once, by this process, before anything else opens the store (they only check it).
+        open_database(settings, upgrade=True).dispose()
+    model = train(locales_dir=Path(args.locales), models_dir=Path(args.models_dir))
+    base = f"http://{host}:{port}"
+    if api:
+        simulator = (
+            f"{base}/webhooks/simulator/"
+            if settings.simulator_on
+            else "off (HELPLINE_SIMULATOR=true to serve it)"
+        )
+        talk = f"""  chat as a worker on SMS, WhatsApp or Telegram, in a browser:  {simulator}
+  chat as a worker (Rasa's REST channel; "sender" is any name you choose):
+    curl -s {base}/webhooks/rest/webhook -d '{{"sender": "me", "message": "hello"}}'
+  understand a message:
+    curl -s {base}/model/parse -d '{{"text": "amar beton dey nai"}}'"""
+    else:
+        simulator = "ON (HELPLINE_SIMULATOR=true)" if settings.simulator_on else "off"
+        talk = f"""  {settings.env}: this port serves the channel webhooks and a health check only:
+    {base}/  (health)   {base}/webhooks/telegram/webhook   {base}/webhooks/twilio/webhook
+  Rasa's HTTP API and the REST channel are off; the web simulator is {simulator}."""
     dashboard = (
         f"http://127.0.0.1:{args.dashboard_port}/"
         if args.dashboard_port
@@ -335,14 +369,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(
         f"""
-The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1:{args.actions_port}
-(Ctrl-C stops them all). To talk to it:
+The helpline ({settings.env}) is starting on {base}, its action server on
+127.0.0.1:{args.actions_port} (Ctrl-C stops them all). To talk to it:
 
-  chat as a worker on SMS, WhatsApp or Telegram, in a browser:  {simulator}
-  chat as a worker (Rasa's REST channel; "sender" is any name you choose):
-    curl -s http://{host}:{port}/webhooks/rest/webhook -d '{{"sender": "me", "message": "hello"}}'
-  understand a message:
-    curl -s http://{host}:{port}/model/parse -d '{{"text": "amar beton dey nai"}}'
+{talk}
   the cases it took:  uv run helpline cases list
   caseworkers' dashboard:  {dashboard}
     first account:  uv run helpline orgs add "Our helpline" && \\
@@ -353,18 +383,29 @@ The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1
     )
     endpoints = yaml.safe_load(Path(args.endpoints).read_text(encoding="utf-8")) or {}
     endpoints["action_endpoint"] = {"url": f"http://127.0.0.1:{args.actions_port}/webhook"}
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as tmp:
-        yaml.safe_dump(endpoints, tmp)
-    # Restarted if it dies (with backoff) while Rasa runs: the channels' queue retries the
-    # messages that came in meanwhile.
+    credentials = yaml.safe_load((ROOT / "credentials.yml").read_text(encoding="utf-8")) or {}
+    for name in dropped:
+        credentials.pop(name, None)
+    with tempfile.TemporaryDirectory(prefix="helpline-run-") as folder:
+        endpoints_file = Path(folder, "endpoints.yml")
+        credentials_file = Path(folder, "credentials.yml")
+        endpoints_file.write_text(yaml.safe_dump(endpoints), encoding="utf-8")
+        credentials_file.write_text(yaml.safe_dump(credentials), encoding="utf-8")
+        return _serve(args, settings, model, api, endpoints, endpoints_file, credentials_file)
+
+
+def _serve(args, settings, model, api, endpoints, endpoints_file, credentials_file) -> int:
+    # The action server binds loopback only (rasa-sdk's default is every address). Restarted if
+    # it dies (with backoff) while Rasa runs: the channels' queue retries meanwhile.
+    child_env = {**os.environ, "SANIC_HOST": "127.0.0.1"}
     actions = Supervisor(
         [sys.executable, "-m", "rasa_sdk", "--actions", "actions",
          "--port", str(args.actions_port)],
-        cwd=ROOT,
+        cwd=ROOT, env=child_env,
     ).start()  # fmt: skip
     dashboard = (
         Supervisor(dashboard_command("127.0.0.1", args.dashboard_port), name="dashboard",
-                   cwd=ROOT).start()  # fmt: skip
+                   cwd=ROOT, env=child_env).start()  # fmt: skip
         if args.dashboard_port
         else None
     )
@@ -374,27 +415,16 @@ The helpline is starting on http://{host}:{port}, its action server on 127.0.0.1
     os.environ["HELPLINE_ACTIONS_URL"] = endpoints["action_endpoint"]["url"]
 
     sys.argv = [
-        "rasa",
-        "run",
-        "--enable-api",
-        "--model",
-        str(model),
-        "--interface",
-        host,
-        "--port",
-        str(port),
-        "--endpoints",
-        tmp.name,
-        "--credentials",
-        str(ROOT / "credentials.yml"),
-    ]
+        "rasa", "run", *(["--enable-api"] if api else []),
+        "--model", str(model), "--interface", args.host, "--port", str(args.port),
+        "--endpoints", str(endpoints_file), "--credentials", str(credentials_file),
+    ]  # fmt: skip
     try:
         rasa_main()
     finally:
         actions.stop()
         if dashboard is not None:
             dashboard.stop()
-        os.unlink(tmp.name)
     return 0
 
 
@@ -658,7 +688,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     from bot.store import open_database
 
     settings = load()
-    open_database(settings).dispose()
+    open_database(settings, upgrade=True).dispose()
     print(f"case store is up to date ({settings.database_url.split('://')[0]})", file=sys.stderr)
     return 0
 
@@ -703,6 +733,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the caseworkers' dashboard, on 127.0.0.1 (0: do not start it)",
     )  # fmt: skip
     p.add_argument("--endpoints", default=str(ROOT / "endpoints.yml"))
+    p.add_argument(
+        "--no-migrate", action="store_true",
+        help="do not bring the case store's schema up to date at start (`helpline db upgrade`"
+        " does it; for replicas that must not race)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

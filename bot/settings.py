@@ -1,26 +1,28 @@
-"""Settings, from the environment, in one typed place.
+"""Every setting, from the environment, in one typed place (pydantic 1.10's ``BaseSettings``).
 
-| variable | meaning | default |
-|---|---|---|
-| ``HELPLINE_ENV`` | ``development``, ``test`` or ``production`` | ``development`` |
-| ``HELPLINE_DATABASE_URL`` | SQLAlchemy URL of the case store | ``helpline.db`` in the project |
-| ``HELPLINE_ENCRYPTION_KEY`` | Fernet keys for personal fields, comma-separated, newest first | - |
-| ``HELPLINE_PSEUDONYM_KEY`` | secret of the keyed hash that turns addresses into sender ids | - |
+The table of variables is in the README ("Settings"); each field below names its variable.
+No ``HELPLINE_ENV`` means **production**: a missing or placeholder secret stops start-up with a
+message that says which variable and how to make one (``helpline keygen``). ``make run`` sets
+``HELPLINE_ENV=development`` explicitly; there a fixed, clearly labelled development key is used
+so that it needs no set-up. It protects nothing, so it is refused whenever a credential of a
+real provider is set (Telegram or Twilio, pointing at their real servers).
 
-Outside development a missing or placeholder secret stops start-up with a message that says
-which variable and how to make one (``helpline keygen``). In development a fixed, clearly
-labelled development key is used so that ``make run`` needs no set-up; it protects nothing.
+``load()`` reads ``os.environ`` (or a mapping, in tests) and returns a frozen ``Settings``;
+``channel_settings()`` and the other modules read theirs from it, so a boolean is parsed one way
+everywhere (``1 true yes on`` / ``0 false no off``).
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+
+from pydantic import BaseSettings, Field, ValidationError, validator
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,9 @@ ENVIRONMENTS = ("development", "test", "production")
 # A SQLite file in the project folder: no set-up.
 DEFAULT_DATABASE_URL = f"sqlite:///{Path(__file__).resolve().parent.parent / 'helpline.db'}"
 _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "xxx", "todo", "replace-me", "example"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+REAL_TELEGRAM_API = "https://api.telegram.org"
+REAL_TWILIO_API = "https://api.twilio.com"
 
 
 class SettingsError(RuntimeError):
@@ -39,42 +44,159 @@ def _dev_key(purpose: str) -> str:
     return base64.urlsafe_b64encode(digest).decode()
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    env: str
-    database_url: str
-    encryption_keys: tuple[str, ...]
-    pseudonym_key: str
+def flag(value: str | bool | None, default: bool | None = None) -> bool | None:
+    """The one way a boolean is read: ``1 true yes on`` and ``0 false no off``; else default."""
+    if isinstance(value, bool):
+        return value
+    text = (value or "").strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    if text and default is None:
+        raise ValueError(f"{value!r} is not a yes/no value (use true or false)")
+    return default
+
+
+class Settings(BaseSettings):
+    env: str = Field("production", env="HELPLINE_ENV")
+    database_url: str = Field(DEFAULT_DATABASE_URL, env="HELPLINE_DATABASE_URL")
+    encryption_keys: tuple[str, ...] = Field((), env="HELPLINE_ENCRYPTION_KEY")
+    pseudonym_key: str = Field("", env="HELPLINE_PSEUDONYM_KEY")
+    # Channels (bot/channels/config.py reads these).
+    public_url: str = Field("", env="HELPLINE_PUBLIC_URL")
+    telegram_token: str = Field("", env="TELEGRAM_BOT_TOKEN")
+    telegram_secret: str = Field("", env="TELEGRAM_WEBHOOK_SECRET")
+    telegram_api_base: str = Field(REAL_TELEGRAM_API, env="TELEGRAM_API_BASE")
+    twilio_account_sid: str = Field("", env="TWILIO_ACCOUNT_SID")
+    twilio_auth_token: str = Field("", env="TWILIO_AUTH_TOKEN")
+    twilio_sms_number: str = Field("", env="TWILIO_SMS_NUMBER")
+    twilio_whatsapp_sender: str = Field("", env="TWILIO_WHATSAPP_SENDER")
+    twilio_api_base: str = Field(REAL_TWILIO_API, env="TWILIO_API_BASE")
+    trusted_proxies: tuple[str, ...] = Field((), env="HELPLINE_TRUSTED_PROXIES")
+    trust_forwarded: bool = Field(False, env="HELPLINE_TRUST_FORWARDED")
+    simulator: bool | None = Field(None, env="HELPLINE_SIMULATOR")  # None: on in development
+    sms_segment_budget: int = Field(4, env="HELPLINE_SMS_SEGMENT_BUDGET", ge=1, le=20)
+    media_max_bytes: int = Field(20 * 1024 * 1024, env="HELPLINE_MEDIA_MAX_BYTES", ge=0)
+    webhook_max_bytes: int = Field(256 * 1024, env="HELPLINE_WEBHOOK_MAX_BYTES", ge=1024)
+    max_attempts: int = Field(5, env="HELPLINE_CHANNEL_MAX_ATTEMPTS", ge=1)
+    retry_base_seconds: float = Field(2.0, env="HELPLINE_CHANNEL_RETRY_SECONDS", gt=0)
+    # Alerts and emergency data (bot/emergency.py).
+    notify_webhook: str = Field("", env="HELPLINE_NOTIFY_WEBHOOK")
+    notify_secret: str = Field("", env="HELPLINE_NOTIFY_SECRET")
+    emergency_contacts: str = Field("", env="HELPLINE_EMERGENCY_CONTACTS")
+    crisis_lines: str = Field("", env="HELPLINE_CRISIS_LINES")
+    # The action server as the channels' queue reaches it (set by `helpline run`).
+    actions_url: str = Field("", env="HELPLINE_ACTIONS_URL")
+
+    class Config:
+        frozen = True
+        case_sensitive = True
+
+        @classmethod
+        def customise_sources(cls, init_settings, env_settings, file_secret_settings):
+            return (init_settings,)  # load() maps the environment: tests pass their own
 
     @property
     def development(self) -> bool:
         return self.env == "development"
 
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
 
-def _secret(environ: Mapping[str, str], name: str, env: str, purpose: str) -> str:
-    value = environ.get(name, "").strip()
-    if value.lower() in _PLACEHOLDERS:
-        if env == "production":
-            raise SettingsError(
-                f"{name} is {'not set' if not value else 'a placeholder'}. It protects workers'"
-                f" personal data: generate one with `helpline keygen` and set it in the"
-                f" environment (HELPLINE_ENV={env})."
-            )
-        logger.warning("%s not set: using the development key (HELPLINE_ENV=%s)", name, env)
-        return _dev_key(purpose)
-    return value
+    @property
+    def telegram_real(self) -> bool:
+        """A Telegram token aimed at Telegram itself (not a fake server in a test)."""
+        return bool(self.telegram_token) and self.telegram_api_base == REAL_TELEGRAM_API
+
+    @property
+    def twilio_real(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token) and (
+            self.twilio_api_base == REAL_TWILIO_API
+        )
+
+    @property
+    def simulator_on(self) -> bool:
+        return self.development if self.simulator is None else self.simulator
+
+    @validator("env", pre=True)
+    def _env(cls, value):  # noqa: N805 - pydantic's validator signature
+        value = (value or "production").strip().lower()
+        if value not in ENVIRONMENTS:
+            raise ValueError(f"must be one of {', '.join(ENVIRONMENTS)}, not {value!r}")
+        return value
+
+    @validator("encryption_keys", "trusted_proxies", pre=True)
+    def _list(cls, value):  # noqa: N805
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return value
+
+    @validator("trusted_proxies")
+    def _networks(cls, value):  # noqa: N805
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad one
+        return value
+
+    @validator("trust_forwarded", "simulator", pre=True)
+    def _flag(cls, value):  # noqa: N805
+        return flag(value)
+
+    @validator(
+        "database_url", "public_url", "telegram_api_base", "twilio_api_base", "notify_webhook"
+    )
+    def _url(cls, value):  # noqa: N805
+        return value.strip().rstrip("/") if value else value
+
+
+def _field_errors(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        name = error["loc"][0]
+        field = Settings.__fields__.get(name)
+        variable = field.field_info.extra.get("env", name) if field else name
+        parts.append(f"{variable}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _secret(values: dict, field: str, variable: str, env: str, purpose: str) -> None:
+    value = values.get(field)
+    text = ",".join(value) if isinstance(value, (tuple, list)) else (value or "")
+    if text.strip().lower() not in _PLACEHOLDERS:
+        return
+    if env == "production":
+        raise SettingsError(
+            f"{variable} is {'not set' if not text.strip() else 'a placeholder'}. It protects"
+            f" workers' personal data: generate one with `helpline keygen` and set it in the"
+            f" environment (HELPLINE_ENV={env}; `make run` sets development)."
+        )
+    values[field] = (_dev_key(purpose),) if field == "encryption_keys" else _dev_key(purpose)
+    values.setdefault("_development_keys", []).append(variable)
 
 
 def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings of this process, checked; ``SettingsError`` says what to fix."""
     environ = os.environ if environ is None else environ
-    env = environ.get("HELPLINE_ENV", "development").strip().lower()
+    values: dict = {}
+    for name, field in Settings.__fields__.items():
+        variable = field.field_info.extra["env"]
+        raw = environ.get(variable)
+        if raw is not None and raw.strip() != "":
+            values[name] = raw.strip()
+    env = (values.get("env") or "production").strip().lower()
     if env not in ENVIRONMENTS:
         raise SettingsError(f"HELPLINE_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
-    keys = _secret(environ, "HELPLINE_ENCRYPTION_KEY", env, "encryption")
-    encryption_keys = tuple(k.strip() for k in keys.split(",") if k.strip())
+    _secret(values, "encryption_keys", "HELPLINE_ENCRYPTION_KEY", env, "encryption")
+    _secret(values, "pseudonym_key", "HELPLINE_PSEUDONYM_KEY", env, "pseudonym")
+    development_keys = values.pop("_development_keys", [])
+    try:
+        settings = Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(f"unusable setting: {_field_errors(exc)}") from exc
     from cryptography.fernet import Fernet
 
-    for key in encryption_keys:
+    for key in settings.encryption_keys:
         try:
             Fernet(key)
         except (ValueError, TypeError) as exc:
@@ -82,9 +204,17 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                 "HELPLINE_ENCRYPTION_KEY is not a valid key (32 url-safe base64-encoded bytes);"
                 " generate one with `helpline keygen`"
             ) from exc
-    return Settings(
-        env=env,
-        database_url=environ.get("HELPLINE_DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
-        encryption_keys=encryption_keys,
-        pseudonym_key=_secret(environ, "HELPLINE_PSEUDONYM_KEY", env, "pseudonym"),
-    )
+    if development_keys:
+        real = [name for name, on in (("Telegram", settings.telegram_real),
+                                      ("Twilio", settings.twilio_real)) if on]  # fmt: skip
+        if real:
+            raise SettingsError(
+                f"{' and '.join(development_keys)} not set, but a real {' and '.join(real)}"
+                " account is configured: development keys protect nothing. Generate keys with"
+                " `helpline keygen` and set them."
+            )
+        logger.warning(
+            "%s not set: using the development key (HELPLINE_ENV=%s)",
+            " and ".join(development_keys), env,
+        )  # fmt: skip
+    return settings

@@ -67,7 +67,9 @@ def services(tmp_path):
         def alert(self, event: dict) -> None:
             self.alerts.append(event)
 
-    settings = settings_module.load({"HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/cases.db"})
+    settings = settings_module.load(
+        {"HELPLINE_ENV": "development", "HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/cases.db"}
+    )
     db = Database(settings.database_url, settings.encryption_keys)
     db.upgrade()
     svc = services_module.Services(settings, database=db, notifier=RecordingNotifier())

@@ -96,7 +96,8 @@ def start(
     deadline = time.monotonic() + 300
     while True:
         try:
-            call(f"{base}/status", timeout=5)
+            # "/" (Rasa's health check) is served in production too, once the model is loaded.
+            urllib.request.urlopen(f"{base}/", timeout=5).read()
             call(f"http://127.0.0.1:{actions_port}/health", timeout=5)
             if dashboard_port:
                 urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/healthz", timeout=5)

@@ -58,7 +58,9 @@ def channels(tmp_path_factory, model):
     telegram.files[f"/file/bot{TOKEN}/files/v1.bin"] = (b"OggS fake voice", "audio/ogg")
     telegram.files[f"/file/bot{TOKEN}/files/p1.bin"] = (b"\xff\xd8 fake photo", "image/jpeg")
     twilio.files[MEDIA_PATH] = (b"\xff\xd8 whatsapp photo", "image/jpeg")
-    settings = settings_module.load({"HELPLINE_DATABASE_URL": server.database_url})
+    settings = settings_module.load(
+        {"HELPLINE_ENV": "development", "HELPLINE_DATABASE_URL": server.database_url}
+    )
     db = Database(settings.database_url, settings.encryption_keys)
     yield server, telegram, twilio, db
     stop()

@@ -26,7 +26,9 @@ OP = service.Actor.operator("test")
 
 @pytest.fixture
 def db(tmp_path):
-    settings = settings_module.load({"HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/cases.db"})
+    settings = settings_module.load(
+        {"HELPLINE_ENV": "development", "HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/cases.db"}
+    )
     database = Database(settings.database_url, settings.encryption_keys)
     database.upgrade()
     with database.session() as session:
@@ -597,6 +599,9 @@ def test_cli_creates_organisations_and_users_and_prints_the_otpauth_uri_once(
     monkeypatch.setenv("HELPLINE_ENV", "production")
     monkeypatch.setenv("HELPLINE_ENCRYPTION_KEY", generate_key())
     monkeypatch.setenv("HELPLINE_PSEUDONYM_KEY", "a-pseudonym-key-for-this-test-only")
+    assert cli.main(["orgs", "add", "Our helpline"]) == 2  # no schema yet: only db upgrade makes it
+    assert "helpline db upgrade" in capsys.readouterr().err
+    assert cli.main(["db", "upgrade"]) == 0
     assert cli.main(["orgs", "add", "Our helpline"]) == 0
     assert cli.main(["orgs", "add", "Partner"]) == 0
     assert "the deploying organisation" in capsys.readouterr().out
@@ -615,7 +620,7 @@ def test_cli_creates_organisations_and_users_and_prints_the_otpauth_uri_once(
     assert cli.main(["users", "reset", "ana@example.org"]) == 0
     assert "otpauth://" in capsys.readouterr().out  # a new secret, shown once
     assert cli.main(["users", "disable", "ana@example.org"]) == 0
-    settings = settings_module.load()
+    settings = settings_module.load()  # HELPLINE_ENV is set by the test
     db = Database(settings.database_url, settings.encryption_keys)
     with db.session() as session:
         user = accounts.find_user(session, "ana@example.org")

@@ -58,7 +58,9 @@ def deployment(tmp_path_factory, model):
         },
         dashboard_port=dashboard_port,
     )
-    settings = settings_module.load({"HELPLINE_DATABASE_URL": server.database_url})
+    settings = settings_module.load(
+        {"HELPLINE_ENV": "development", "HELPLINE_DATABASE_URL": server.database_url}
+    )
     db = Database(settings.database_url, settings.encryption_keys, settings.pseudonym_key)
     operator = service.Actor.operator("test")
     with db.session() as session:

@@ -44,7 +44,9 @@ def skip_word(language: str) -> str:
 
 @pytest.fixture(scope="module")
 def store(live):
-    settings = settings_module.load({"HELPLINE_DATABASE_URL": live.database_url})
+    settings = settings_module.load(
+        {"HELPLINE_ENV": "development", "HELPLINE_DATABASE_URL": live.database_url}
+    )
     db = Database(settings.database_url, settings.encryption_keys)
     yield db
     db.dispose()

@@ -64,7 +64,9 @@ def fakes():
 @pytest.fixture
 def inbox(tmp_path, fakes):
     telegram, twilio = fakes
-    app = settings_module.load({"HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/q.db"})
+    app = settings_module.load(
+        {"HELPLINE_ENV": "development", "HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/q.db"}
+    )
     db = Database(app.database_url, app.encryption_keys)
     db.upgrade()
     settings = channel_config.load(

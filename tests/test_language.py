@@ -69,7 +69,9 @@ def services(tmp_path):
     from bot import settings as settings_module
     from bot.store import Database
 
-    settings = settings_module.load({"HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/l.db"})
+    settings = settings_module.load(
+        {"HELPLINE_ENV": "development", "HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/l.db"}
+    )
     db = Database(settings.database_url, settings.encryption_keys)
     db.upgrade()
     services_module.use(services_module.Services(settings, database=db))

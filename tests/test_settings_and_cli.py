@@ -44,8 +44,13 @@ def test_production_refuses_a_malformed_key():
         settings.load(env)
 
 
+def test_no_environment_means_production():
+    with pytest.raises(settings.SettingsError, match="HELPLINE_ENCRYPTION_KEY is not set"):
+        settings.load({})
+
+
 def test_development_works_without_setup(caplog):
-    s = settings.load({})
+    s = settings.load({"HELPLINE_ENV": "development"})
     assert s.development and s.encryption_keys and s.pseudonym_key
     assert s.database_url.startswith("sqlite:///") and s.database_url.endswith("helpline.db")
     assert "development key" in caplog.text
@@ -158,3 +163,90 @@ def test_model_name_follows_training_inputs_but_not_translations(tmp_path):
     intents = locales / "ne" / "nlu" / "intents.yml"
     intents.write_text(intents.read_text(encoding="utf-8") + "\n    - namaste hajur aama\n")
     assert _model_name(locales) != changed
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        {"TELEGRAM_BOT_TOKEN": "123456:real-looking-token"},
+        {"TWILIO_ACCOUNT_SID": "AC" + "1" * 32, "TWILIO_AUTH_TOKEN": "a-real-auth-token"},
+    ],
+)
+def test_development_keys_are_refused_with_a_real_provider(credential):
+    with pytest.raises(settings.SettingsError, match="development keys protect nothing"):
+        settings.load({"HELPLINE_ENV": "development", **credential})
+    # The same credential against a fake server on loopback (the tests) is development.
+    fake = {"TELEGRAM_API_BASE": "http://127.0.0.1:9", "TWILIO_API_BASE": "http://127.0.0.1:9"}
+    assert settings.load({"HELPLINE_ENV": "development", **credential, **fake}).development
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("HELPLINE_SIMULATOR", "maybe", "HELPLINE_SIMULATOR: 'maybe' is not a yes/no value"),
+        ("HELPLINE_SMS_SEGMENT_BUDGET", "four", "HELPLINE_SMS_SEGMENT_BUDGET"),
+        ("HELPLINE_TRUSTED_PROXIES", "10.0.0.0/8,not-an-address", "HELPLINE_TRUSTED_PROXIES"),
+    ],
+)
+def test_an_unusable_value_names_its_variable(variable, value, message):
+    with pytest.raises(settings.SettingsError, match=message):
+        settings.load({"HELPLINE_ENV": "development", variable: value})
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES", "on"])
+def test_one_way_to_read_a_boolean(value):
+    keys = {"HELPLINE_ENCRYPTION_KEY": generate_key(), "HELPLINE_PSEUDONYM_KEY": "k" * 40}
+    on = settings.load({"HELPLINE_ENV": "production", **keys, "HELPLINE_SIMULATOR": value})
+    assert on.simulator_on
+
+
+def test_public_surface_is_loopback_development_only():
+    from bot.cli import UNSAFE_CHANNELS, public_surface
+
+    dev = settings.load({"HELPLINE_ENV": "development"})
+    prod = settings.load({"HELPLINE_ENV": "production", "HELPLINE_ENCRYPTION_KEY": generate_key(),
+                          "HELPLINE_PSEUDONYM_KEY": "k" * 40})  # fmt: skip
+    assert public_surface(dev, "127.0.0.1") == (True, [])
+    assert public_surface(dev, "0.0.0.0") == (False, list(UNSAFE_CHANNELS))
+    assert public_surface(prod, "127.0.0.1") == (False, list(UNSAFE_CHANNELS))
+
+
+def test_processes_refuse_a_schema_that_is_not_current_and_replicas_never_race(tmp_path):
+    """Only `helpline db upgrade` (and `helpline run` once) migrate; on PostgreSQL two
+    processes upgrading at once are serialised by an advisory lock."""
+    import concurrent.futures
+
+    from sqlalchemy import create_engine, text
+
+    from bot.store import open_database
+
+    env = {"HELPLINE_ENV": "development", "HELPLINE_DATABASE_URL": f"sqlite:///{tmp_path}/c.db"}
+    with pytest.raises(settings.SettingsError, match="helpline db upgrade"):
+        open_database(settings.load(env))
+    open_database(settings.load(env), upgrade=True).dispose()
+    open_database(settings.load(env)).dispose()  # current now: accepted
+
+    admin = create_engine("postgresql://postgres@127.0.0.1:5432/test", isolation_level="AUTOCOMMIT")
+    name = f"race_{os.getpid()}"
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        c.execute(text(f"CREATE DATABASE {name}"))
+    try:
+        url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+        key = generate_key()
+
+        def upgrade(_):
+            db = Database(url, [key])
+            try:
+                db.upgrade()
+                return db.revisions()
+            finally:
+                db.dispose()
+
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            results = list(pool.map(upgrade, range(3)))
+        assert len(set(results)) == 1 and results[0][0] == results[0][1]
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()

@@ -62,7 +62,7 @@ def load(environ: Mapping[str, str] | None = None) -> ChannelSettings:
     def get(name: str, default: str = "") -> str:
         return (env.get(name) or default).strip()
 
-    helpline_env = get("HELPLINE_ENV", "development").lower()
+    helpline_env = get("HELPLINE_ENV", "production").lower()  # none: production
     return ChannelSettings(
         public_url=get("HELPLINE_PUBLIC_URL").rstrip("/"),
         telegram_token=get("TELEGRAM_BOT_TOKEN"),

@@ -7,13 +7,14 @@ import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.store.crypto import FieldCipher
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK = 0x68656C70  # "help": PostgreSQL advisory lock held while migrating
 
 
 class Database:
@@ -53,10 +54,45 @@ class Database:
         return config
 
     def upgrade(self, revision: str = "head") -> None:
-        """Apply the migrations (``helpline db upgrade``; idempotent)."""
+        """Apply the migrations (``helpline db upgrade``; idempotent). On PostgreSQL an
+        advisory lock serialises them: two processes starting at once never race; the second
+        finds the schema current."""
         from alembic import command
 
-        command.upgrade(self.alembic_config(), revision)
+        if self.engine.dialect.name != "postgresql":
+            command.upgrade(self.alembic_config(), revision)
+            return
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+            try:
+                config = self.alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                connection.commit()
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+                connection.commit()
+
+    def revisions(self) -> tuple[str | None, str]:
+        """(the schema's revision, the code's latest)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision(), head
+
+    def require_current(self) -> None:
+        """Refuse to work on a schema other than the code's: only ``helpline db upgrade`` and
+        ``helpline run`` (once, at start) migrate, so replicas never race."""
+        current, head = self.revisions()
+        if current != head:
+            from bot.settings import SettingsError
+
+            raise SettingsError(
+                f"the case store's schema is at {current or 'nothing'}, this code needs {head}:"
+                " run `helpline db upgrade` (or start `helpline run`, which upgrades once)"
+            )
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -69,8 +105,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def open_database(settings=None, *, upgrade: bool = True) -> Database:
-    """The store named by the settings, migrated to the latest schema."""
+def open_database(settings=None, *, upgrade: bool = False) -> Database:
+    """The store named by the settings: migrated to the latest schema with ``upgrade``, else
+    checked to be current (``Database.require_current``)."""
     if settings is None:
         from bot import settings as settings_module
 
@@ -78,4 +115,6 @@ def open_database(settings=None, *, upgrade: bool = True) -> Database:
     db = Database(settings.database_url, settings.encryption_keys, settings.pseudonym_key)
     if upgrade:
         db.upgrade()
+    else:
+        db.require_current()
     return db

@@ -5,9 +5,9 @@ from alembic import context
 from bot.store.models import Base
 
 config = context.config
-engine = config.attributes["engine"]
 
-with engine.connect() as connection:
+
+def run(connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
@@ -16,3 +16,10 @@ with engine.connect() as connection:
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+if config.attributes.get("connection") is not None:  # Database.upgrade holds a lock on it
+    run(config.attributes["connection"])
+else:
+    with config.attributes["engine"].connect() as connection:
+        run(connection)
