@@ -208,8 +208,22 @@ def _decode(line: bytes) -> str:
     return line.rstrip(b"\r\n").decode("utf-8", errors="replace")
 
 
+def model_in_folder(model: Path, models_dir: Path) -> Path:
+    """``model``, if it is a file inside ``models_dir``: a model archive runs code of its
+    components when loaded, so none is loaded from anywhere else."""
+    resolved, folder = model.resolve(), models_dir.resolve()
+    if folder not in resolved.parents:
+        raise CliError(
+            f"{model} is not in the models folder {folder}: models are loaded only from there"
+            " (--models-dir)"
+        )
+    return resolved
+
+
 def cmd_parse(args: argparse.Namespace) -> int:
     model = Path(args.model) if args.model else latest_model(Path(args.models_dir))
+    if model is not None:
+        model = model_in_folder(model, Path(args.models_dir))
     if model is None or not model.exists():
         raise CliError(
             f"no model found ({args.model or args.models_dir}); run `helpline train` first"

@@ -129,6 +129,21 @@ def test_parse_without_a_model_is_a_clear_error(tmp_path):
     assert b"no model found" in proc.stderr and b"helpline train" in proc.stderr
 
 
+def test_a_model_outside_the_models_folder_is_never_loaded(model, tmp_path):
+    """A model archive runs its components' code when loaded: only the models folder counts."""
+    elsewhere = tmp_path / model.name
+    elsewhere.write_bytes(model.read_bytes())
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "parse", "--model", str(elsewhere)],
+        input=b"hi\n",
+        capture_output=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and proc.stdout == b""
+    assert b"not in the models folder" in proc.stderr
+
+
 def test_rasa_data_validate():
     files = [str(f) for f in sorted((ROOT / "locales").glob("*/nlu/*.yml"))]
     files += [str(f) for f in sorted((ROOT / "nlu" / "data").glob("*.yml"))]
