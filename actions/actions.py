@@ -5,7 +5,7 @@ Every action runs in one store transaction and, before its own work:
   detector's assessment in the parse result, the conversation's memory of weak signals);
 - stays quiet when the conversation is handed off to a person (only the message is added to the
   case for the caseworker), except for a worker in danger, who gets short holding messages and
-  can say they are safe (``dialogue.hold``);
+  can say they are safe (``dialogue.hold``), and for erasure, which is never held back;
 - reads the message as the answer to the bot's last question when it is one (``awaiting``).
 """
 
@@ -42,7 +42,8 @@ class HelplineAction(Action):
             if self.checks_danger and turn.danger():
                 dialogue.emergency(turn)
                 return turn.events
-            if self.quiet_in_handoff:
+            # Erasure is never held back by a hand-off or an emergency (dialogue.asks_erasure).
+            if self.quiet_in_handoff and not (self.reads_context and dialogue.asks_erasure(turn)):
                 case = turn.handoff_case()
                 if case is not None and case.danger_kind and self.reads_context:
                     dialogue.hold(turn, case)  # never silence for someone in danger

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from typing import Any
 
 from rasa_sdk import Tracker
@@ -56,7 +57,6 @@ DANGER_SCORE = 0.3  # emergency score that counts as danger inside any message (
 UNSPECIFIED = "unspecified"  # danger of a kind the detector did not name
 EMERGENCY_SURE = 0.8  # the intent classifier's emergency alone, when it is this sure
 DANGER_SUPPORT = 0.1  # a danger score that supports the intent classifier's emergency
-MAX_SECRET_FAILURES = 5
 SURE = 0.9  # classifier confidence for a worded yes/no to count where it cannot be undone
 INTAKE_SLOTS = intake.SLOTS  # the grievance form, in order (bot/intake.py)
 SKIPPED = "-"
@@ -282,26 +282,32 @@ class Turn:
             self._link(case, contact, history)
             return
         if history:
+            awaiting = None  # what the bot had asked when each message came (secrets are masked)
             for event in self.tracker.events:
-                if event.get("event") == "user" and event.get("text"):
-                    self._add_inbound(case, contact, event)
+                if event.get("event") == "slot" and event.get("name") == "awaiting":
+                    awaiting = event.get("value")
+                elif event.get("event") == "user" and event.get("text"):
+                    choice = (event.get("parse_data") or {}).get("choice")
+                    self._add_inbound(case, contact, event, secret=awaiting == "secret" and choice)
                 elif event.get("event") == "bot" and event.get("text"):
-                    repo.add_message(
-                        self.session, contact=contact, case=case, direction="out",
-                        text=event["text"], language=self.language, author="bot",
-                    )  # fmt: skip
+                    self._add_reply(case, contact, event["text"])
         else:
             latest = next(
                 (e for e in reversed(self.tracker.events) if e.get("event") == "user"), None
             )
             if latest and latest.get("text"):
-                self._add_inbound(case, contact, latest)
+                secret = self.tracker.get_slot("awaiting") == "secret" and bool(self.choice)
+                self._add_inbound(case, contact, latest, secret=secret)
         for text in self.sent:
-            repo.add_message(
-                self.session, contact=contact, case=case, direction="out", text=text,
-                language=self.language, author="bot",
-            )  # fmt: skip
+            self._add_reply(case, contact, text)
         self.sent = []
+
+    def _add_reply(self, case: Case, contact: Contact, text: str) -> None:
+        """A reply in the transcript, with any case secret it gave the worker masked."""
+        repo.add_message(
+            self.session, contact=contact, case=case, direction="out",
+            text=repo.mask_secrets(self.session, text), language=self.language, author="bot",
+        )  # fmt: skip
 
     def _link(self, case: Case, contact: Contact, history: bool) -> None:
         """Our channels store every message themselves (bot/channels/inbox.py): attach them to
@@ -311,21 +317,24 @@ class Turn:
                 select(Message).where(Message.contact_id == contact.id, Message.case_id.is_(None))
             ).scalars():
                 message.case = case
-        message_id = str(self.message_id or "")
-        if message_id.startswith("helpline-") and message_id[9:].isdigit():
-            message = self.session.get(Message, int(message_id[9:]))
-            if message is not None and message.contact_id == contact.id:
-                message.case = case
+        message = self.stored_message(contact)
+        if message is not None:
+            message.case = case
         self.sent = []
+
+    def stored_message(self, contact: Contact | None) -> Message | None:
+        """The worker's message of this turn as our channels stored it (before the NLU ran)."""
+        message_id = str(self.message_id or "")
+        if contact is None or not (message_id.startswith("helpline-") and message_id[9:].isdigit()):
+            return None
+        message = self.session.get(Message, int(message_id[9:]))
+        return message if message is not None and message.contact_id == contact.id else None
 
     def _classify_message(self, contact: Contact) -> None:
         """The intent and its confidence on the stored message of this turn (our channels store
         it before the NLU runs): caseworkers see them in the transcript."""
-        message_id = str(self.message_id or "")
-        if not (message_id.startswith("helpline-") and message_id[9:].isdigit()):
-            return
-        message = self.session.get(Message, int(message_id[9:]))
-        if message is None or message.contact_id != contact.id or message.intent:
+        message = self.stored_message(contact)
+        if message is None or message.intent:
             return
         latest = next((e for e in reversed(self.tracker.events) if e.get("event") == "user"), {})
         intent = (latest.get("parse_data") or {}).get("intent") or {}
@@ -337,7 +346,8 @@ class Turn:
         latest = next((e for e in reversed(self.tracker.events) if e.get("event") == "user"), None)
         return latest.get("message_id") if latest else None
 
-    def _add_inbound(self, case: Case, contact: Contact, event: dict) -> None:
+    def _add_inbound(self, case: Case, contact: Contact, event: dict, secret: bool) -> None:
+        """A worker's message in the transcript; a secret they typed (``secret``) masked."""
         provider_id = f"rasa:{event.get('message_id')}" if event.get("message_id") else None
         if (
             provider_id
@@ -352,7 +362,7 @@ class Turn:
             contact=contact,
             case=case,
             direction="in",
-            text=event["text"],
+            text=repo.SECRET_MASK if secret else event["text"],
             language=parse.get("language") or self.language,
             intent=(parse.get("intent") or {}).get("name"),
             provider_id=provider_id,
@@ -621,14 +631,18 @@ def case_status(turn: Turn, reference: str | None = None) -> None:
     reference = reference or turn.entity("case_ref")
     contact = turn.contact()
     if reference:
-        case = repo.find_case(turn.session, reference=reference)
-        if case is not None and contact is not None and case.contact_id == contact.id:
+        case = repo.case_for_worker(turn.session, reference=reference, contact=contact)
+        if case is not None:
             tell_status(turn, case)
             return
         # Maybe filed from another phone or channel: only with the secret. Never say whether
         # the reference exists before the secret is right.
-        turn.set("pending_ref", taxonomy.normalize_case_ref(reference) or reference)
-        turn.say(m.ASK_SECRET, case_ref=turn.slot("pending_ref"))
+        pending = taxonomy.normalize_case_ref(reference) or reference
+        if repo.reference_locked(turn.session, reference=pending):
+            say_locked(turn)
+            return
+        turn.set("pending_ref", pending)
+        turn.say(m.ASK_SECRET, case_ref=pending)
         turn.set("awaiting", "secret")
         return
     case = repo.latest_case(turn.session, contact=contact) if contact is not None else None
@@ -640,20 +654,50 @@ def case_status(turn: Turn, reference: str | None = None) -> None:
 
 
 def check_secret(turn: Turn) -> None:
-    failures = int(turn.slot("secret_failures") or 0)
+    """The secret of a case asked about from another phone or channel: counted and locked per
+    reference in the store (``repository.case_by_secret``). What the worker typed is masked
+    where it is stored. Right, the case's status, and the case links this contact (an erasure
+    from either reaches both); wrong, the same answer whether or not the case exists."""
     reference = turn.slot("pending_ref")
-    case = None
-    if failures < MAX_SECRET_FAILURES and reference and turn.choice:
-        case = repo.case_for_worker(turn.session, reference=reference, secret=turn.choice)
-    if case is None:
-        turn.set("secret_failures", float(failures + 1))
-        turn.say(m.CASE_NOT_FOUND)
-        turn.say(m.MENU_HINT)
-        turn.set("awaiting", None)
-        turn.set("pending_ref", None)
+    typed = turn.stored_message(turn.contact())
+    if typed is not None:
+        typed.text = repo.SECRET_MASK
+    case, outcome = None, "wrong"
+    if reference:
+        case, outcome = repo.case_by_secret(turn.session, reference=reference, secret=turn.choice)
+    if case is not None:
+        turn.contact(create=True)
+        tell_status(turn, case)
+        turn.record(case)
         return
-    turn.set("secret_failures", 0.0)
-    tell_status(turn, case)
+    if outcome == "locked_now":
+        lockout_alert(turn, reference)
+    if outcome in ("locked", "locked_now"):
+        say_locked(turn)
+        return
+    turn.say(m.CASE_NOT_FOUND)
+    turn.say(m.MENU_HINT)
+    turn.set("awaiting", None)
+    turn.set("pending_ref", None)
+
+
+def say_locked(turn: Turn) -> None:
+    turn.say(m.SECRET_LOCKED)
+    turn.set("awaiting", None)
+    if turn.slot("pending_ref") is not None:
+        turn.set("pending_ref", None)
+
+
+def lockout_alert(turn: Turn, reference: str) -> None:
+    """Caseworkers are told that a reference was locked: with the case when it exists (so they
+    may warn the worker), never the secrets that were tried."""
+    case = repo.find_case(turn.session, reference=reference)
+    if case is not None:
+        alert(turn, case, "secret_lockout", via=turn.channel)
+    else:
+        turn.services.notifier.alert(
+            {"reason": "secret_lockout", "case_ref": None, "via": turn.channel}
+        )
 
 
 # --- emergency and hand-off --------------------------------------------------------------------
@@ -800,16 +844,68 @@ def ask_erase(turn: Turn) -> None:
     turn.set("awaiting", "erase")
 
 
+def asks_erasure(turn: Turn) -> bool:
+    """The erase command, or the answer to the question it just asked: never held back by a
+    hand-off or an emergency (``actions.HelplineAction``), a worker may need everything gone at
+    once. Only the answer right after the question counts there: a "1" later in a hand-off may
+    answer a person, or say "I am safe"."""
+    if turn.command == "erase":
+        return True
+    return (
+        turn.slot("awaiting") == "erase"
+        and (turn.sure_yes or turn.no)
+        and asked_last(turn) == "erase"
+    )
+
+
+def asked_last(turn: Turn) -> str | None:
+    """What the bot's answer to the worker's previous message asked (``awaiting``), if it asked."""
+    current = False
+    for event in reversed(turn.tracker.events):
+        if event.get("event") == "user":
+            if current:
+                return None
+            current = True
+        elif current and event.get("event") == "slot" and event.get("name") == "awaiting":
+            return event.get("value")
+    return None
+
+
 def erase(turn: Turn) -> None:
+    """Everything of the worker goes (``repository.erase_contact``: their contacts on every
+    channel their cases link), Twilio's copies too; the answer says what we cannot reach."""
     contact = turn.contact()
+    twilio: list[str] = []
     if contact is not None:
-        repo.erase_contact(turn.session, contact=contact, actor="worker")
+        twilio = repo.erase_contact(turn.session, contact=contact, actor="worker")["twilio"]
+    delete_at_twilio(twilio)
+    turn._contact = None  # nothing more of this turn is written about them
     turn.say(m.ERASE_DONE)
+    turn.say(m.ERASE_NOT_REACHED)
     language = turn.language
     # The tracker store (bot.tracker_store) deletes this conversation's stored events when it
     # sees ``erased``; the language is kept so the worker is still answered in it.
     turn.events = [SlotSet("erased", True), SlotSet("language", language)]
     turn._slots.clear()
+
+
+def delete_at_twilio(sids: list[str]) -> threading.Thread | None:
+    """Twilio keeps a copy of every message it carried: deleted through its API in the
+    background (Twilio refuses for a minute or so after a message; the worker's answer does not
+    wait). Nothing happens where Twilio is not configured; what the account refuses stays
+    there (logged as a count)."""
+    from bot.channels import config as channel_config
+
+    settings = channel_config.load()
+    if not sids or not settings.twilio_on:
+        return None
+    from bot.channels.twilio import TwilioSender
+
+    thread = threading.Thread(
+        target=TwilioSender(settings).delete_stored, args=(sids,), name="twilio-erase", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 # --- reading a reply against what the bot asked -----------------------------------------------

@@ -113,7 +113,12 @@ ASK_SMS_FALLBACK = N_(
 # --- Case status -------------------------------------------------------------------------------
 ASK_CASE_REF = N_("What is your case number? It looks like HX-123456.")
 
-ASK_SECRET = N_("For your safety, write the 4-digit secret code of case {case_ref}.")
+ASK_SECRET = N_("For your safety, write the secret code of case {case_ref}.")
+
+# After five wrong codes for a case number, from any phone: said whether or not the case exists.
+SECRET_LOCKED = N_(
+    "Too many wrong codes. For your safety, try again tomorrow. Reply 0 for the menu."
+)
 
 CASE_NOT_FOUND = N_("I could not find that case. Check the number and the code, then try again.")
 
@@ -244,6 +249,13 @@ ERASE_CONFIRM = N_(
 ERASE_DONE = N_(
     "Done. Your messages and details are deleted. We kept only numbers that do not show who you"
     " are, like how many cases of each kind, so we know what workers need."
+)
+
+# After ERASE_DONE: what an erasure cannot reach, said plainly.
+ERASE_NOT_REACHED = N_(
+    "We cannot delete the messages on your phone, copies kept by WhatsApp, Telegram or your phone"
+    " company, or papers a partner organisation already printed. You can delete this chat on your"
+    " phone."
 )
 
 ERASE_CANCELLED = N_("OK, nothing was deleted.")

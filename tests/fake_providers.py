@@ -43,6 +43,14 @@ class FakeServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_DELETE(self) -> None:  # noqa: N802 - Twilio deletes a stored message
+                status, body = server.respond(self.path, {"method": "DELETE"})
+                data = b"" if status == 204 else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_GET(self) -> None:  # noqa: N802
                 path = urllib.parse.unquote(self.path)
                 if path in server.files:
@@ -148,6 +156,8 @@ class FakeTelegram(FakeServer):
 
 class FakeTwilio(FakeServer):
     def answer(self, path: str, params: dict) -> tuple[int, dict]:
+        if params.get("method") == "DELETE":
+            return 204, {}
         sid = f"SM{next(self._ids):032d}"
         return 201, {"sid": sid, "status": "queued", "to": params.get("To"),
                      "from": params.get("From"), "body": params.get("Body")}  # fmt: skip

@@ -98,13 +98,9 @@ def test_case_reference_and_secret(db):
         # the filing phone sees it; another phone only with the secret
         assert repo.case_for_worker(s, reference=lowered, contact=contact) is case
         assert repo.case_for_worker(s, reference=case.reference, contact=other_phone) is None
-        assert (
-            repo.case_for_worker(
-                s, reference=case.reference, secret="0000" if secret != "0000" else "1111"
-            )
-            is None
-        )
-        assert repo.case_for_worker(s, reference=case.reference, secret=secret) is case
+        wrong = "000000" if secret != "000000" else "111111"
+        assert repo.case_by_secret(s, reference=case.reference, secret=wrong) == (None, "wrong")
+        assert repo.case_by_secret(s, reference=lowered, secret=secret) == (case, "right")
         later, _ = repo.create_case(s, contact=contact, category="wages")
         assert repo.latest_case(s, contact=contact) is later
         assert repo.latest_case(s, contact=other_phone) is None

@@ -213,10 +213,12 @@ class Inbox:
     def accept(self, inbound: Inbound) -> int | None:
         """Stores the message; its contact id, or None when it was already accepted."""
         with self.db.session() as session:
+            # An erased worker's message keeps only a keyed hash of its id: still a duplicate.
+            erased = repo.erased_provider_id(session, inbound.channel, inbound.provider_id)
             duplicate = session.execute(
                 select(Message.id).where(
                     Message.channel == inbound.channel,
-                    Message.provider_id == inbound.provider_id,
+                    Message.provider_id.in_((inbound.provider_id, erased)),
                 )
             ).first()
             if duplicate:
@@ -597,6 +599,8 @@ class Inbox:
                 out.status = "sent"
                 out.provider_id = str(provider_id) if provider_id else out.provider_id
                 out.error = None
+                # The worker has their case's secret now: the transcript keeps it masked.
+                out.text = repo.mask_secrets(session, out.text)
 
     def window_closed(self, out: Message) -> None:
         """WhatsApp refused a reply outside its 24-hour window (Twilio 63016): caseworkers are

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 
 from sanic import Blueprint, response
 from sanic.request import Request
@@ -27,6 +28,8 @@ from bot.sms import split_for_sms
 logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Twilio-Signature"
 WHATSAPP_WINDOW_CLOSED = 63016  # "outside the allowed window": a template message is needed
+# Pauses (seconds) before trying again to delete what Twilio would not delete yet (erasure).
+ERASE_PAUSES = (60.0, 300.0, 1800.0)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
@@ -89,6 +92,37 @@ class TwilioSender(Sender):
 
     async def send(self, channel: str, address: str, text: str, buttons, parts_sent=0) -> str:
         return await asyncio.to_thread(self._send_sync, channel, address, text, parts_sent)
+
+    def delete_stored(self, sids: list[str], pauses: tuple[float, ...] = ERASE_PAUSES) -> int:
+        """Deletes Twilio's stored copies of these messages, and their media, through its API
+        (``DELETE .../Messages/<sid>.json``), for an erasure; how many are gone. Twilio refuses
+        a message it is still processing (20009: wait a minute), and may refuse for a while
+        (429, 5xx): those are tried again after each pause. Blocking: run it in a thread."""
+        from twilio.base.exceptions import TwilioRestException
+
+        pending, gone = list(sids), 0
+        for pause in (0.0, *pauses):
+            time.sleep(pause)
+            later = []
+            for sid in pending:
+                try:
+                    self.client.messages(sid).delete()
+                    gone += 1
+                except TwilioRestException as exc:
+                    if exc.status == 404:
+                        gone += 1  # deleted already
+                    elif exc.code == 20009 or exc.status == 429 or (exc.status or 0) >= 500:
+                        later.append(sid)
+                    else:  # the account does not allow it
+                        logger.warning("twilio refused to delete a stored message (%s)", exc.code)
+                except OSError:
+                    later.append(sid)
+            pending = later
+            if not pending:
+                break
+        if pending:
+            logger.warning("twilio: %d of %d stored messages not deleted", len(pending), len(sids))
+        return gone
 
     def _download_sync(self, url: str, limit: int) -> bytes:
         import base64

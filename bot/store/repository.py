@@ -6,6 +6,7 @@ Every change to a case leaves a ``CaseEvent`` (who, what, when) for the audit tr
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -26,6 +27,7 @@ from bot.store.models import (
     Contact,
     Message,
     Organisation,
+    ReferenceAttempt,
     RoutingRule,
     utcnow,
 )
@@ -42,7 +44,15 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 URGENCY_RANK = {u: i for i, u in enumerate(taxonomy.URGENCIES)}  # immediate first
 INTAKE_FIELDS = intake.COLUMNS  # declared once, in bot/intake.py
-SECRET_DIGITS = 4
+# A case's secret (status from another phone or channel): 6 digits since issue 12 (4 before;
+# those still work). Five wrong secrets for a reference lock it for a day, whoever tries.
+SECRET_DIGITS = 6
+MAX_SECRET_FAILURES = 5
+SECRET_LOCKOUT = dt.timedelta(hours=24)
+SECRET_MASK = "••••••"  # what the transcript keeps of a secret shown to or typed by a worker
+# Checked when there is no case (or no secret): the same scrypt work, so that the time an answer
+# takes never tells whether a reference exists. No secret hashes to it.
+_NO_SECRET_HASH = "scrypt$" + base64.b64encode(bytes(16)).decode() + "$"
 SIMULATED_PREFIX = "sim:"  # addresses of the web simulator's workers (bot/channels/base.py)
 # Intake fields whose words the search index holds (as keyed hashes): names of employers,
 # agents and workplaces, and the city.
@@ -66,12 +76,25 @@ def _hash_secret(secret: str, salt: bytes | None = None) -> str:
     return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
 
 
-def check_secret(case: Case, secret: str) -> bool:
-    if not case.secret_hash or not secret:
-        return False
-    _, salt, _ = case.secret_hash.split("$")
-    expected = _hash_secret(secret.strip(), base64.b64decode(salt))
-    return hmac.compare_digest(expected, case.secret_hash)
+def check_secret(case: Case | None, secret: str) -> bool:
+    """Whether ``secret`` is the case's; one scrypt whether or not there is a case or a secret."""
+    stored = (case.secret_hash if case is not None else None) or _NO_SECRET_HASH
+    _, salt, _ = stored.split("$")
+    expected = _hash_secret((secret or "").strip(), base64.b64decode(salt))
+    return stored != _NO_SECRET_HASH and bool(secret) and hmac.compare_digest(expected, stored)
+
+
+def keyed_hash(session: Session, purpose: str, value: str) -> str:
+    """A keyed hash (HMAC-SHA256 with the store's key: the pseudonym key in a deployment) of
+    ``value``, for ``purpose``: stands in for an identifier the store must recognise but not
+    keep (a case reference being guessed, an erased message's provider id)."""
+    key = session.get_bind().dialect.helpline_search_key
+    return hmac.new(key, f"{purpose}:{value}".encode(), hashlib.sha256).hexdigest()
+
+
+def erased_provider_id(session: Session, channel: str, provider_id: str) -> str:
+    """What an erased message keeps of its provider id: a replay is still a duplicate."""
+    return keyed_hash(session, f"provider:{channel}", provider_id)
 
 
 def upsert_contact(
@@ -383,16 +406,84 @@ def find_case(session: Session, *, reference: str) -> Case | None:
     return session.execute(select(Case).where(Case.reference == reference)).scalar_one_or_none()
 
 
-def case_for_worker(
-    session: Session, *, reference: str, contact: Contact | None = None, secret: str | None = None
-) -> Case | None:
-    """The case, if this worker may see it: from the phone that filed it, or with its secret."""
+def case_for_worker(session: Session, *, reference: str, contact: Contact | None) -> Case | None:
+    """The case, if it was filed from this worker's phone (from another one: ``case_by_secret``)."""
     case = find_case(session, reference=reference)
-    if case is None:
-        return None
-    if contact is not None and case.contact_id == contact.id:
+    if case is not None and contact is not None and case.contact_id == contact.id:
         return case
-    return case if secret and check_secret(case, secret) else None
+    return None
+
+
+def _reference_key(session: Session, reference: str) -> str:
+    normalised = taxonomy.normalize_case_ref(reference) or reference.strip().upper()
+    return keyed_hash(session, "reference", normalised)
+
+
+def _later(when: dt.datetime | None) -> bool:
+    """``when`` is still to come (SQLite gives naive datetimes back: they are UTC)."""
+    if when is None:
+        return False
+    return (when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)) > utcnow()
+
+
+def reference_locked(session: Session, *, reference: str) -> bool:
+    """Too many wrong secrets for this reference lately (whether or not it exists)."""
+    attempt = session.get(ReferenceAttempt, _reference_key(session, reference))
+    return attempt is not None and _later(attempt.locked_until)
+
+
+def case_by_secret(session: Session, *, reference: str, secret: str) -> tuple[Case | None, str]:
+    """A case seen from another phone or channel: the case when ``secret`` is its secret, and
+    the outcome: ``right``, ``wrong``, ``locked`` (locked before: nothing was checked) or
+    ``locked_now`` (this wrong secret was the last one allowed).
+
+    Wrong secrets are counted per reference in the store, whoever sends them (a new phone or
+    sender id starts no new count): the ``MAX_SECRET_FAILURES``-th locks the reference for
+    ``SECRET_LOCKOUT``. A reference that does not exist is counted and locked the same way, and
+    every outcome costs one scrypt, so neither the answer nor its time tells whether it exists.
+    """
+    key = _reference_key(session, reference)
+    attempt = session.get(ReferenceAttempt, key, with_for_update=True)
+    case = find_case(session, reference=reference)
+    if attempt is not None and _later(attempt.locked_until):
+        check_secret(None, secret)  # the time a check takes
+        return None, "locked"
+    if check_secret(case, secret):
+        if attempt is not None:
+            session.delete(attempt)
+        return case, "right"
+    if attempt is None:
+        attempt = ReferenceAttempt(reference_hash=key, failures=0)
+        session.add(attempt)
+    attempt.failures = (attempt.failures or 0) + 1
+    attempt.updated_at = utcnow()
+    if attempt.failures < MAX_SECRET_FAILURES:
+        return None, "wrong"
+    attempt.failures = 0
+    attempt.locked_until = utcnow() + SECRET_LOCKOUT
+    return None, "locked_now"
+
+
+_DIGITS = regex.compile(r"(?<!\d)\d{4,8}(?!\d)")
+
+
+def mask_secrets(session: Session, text: str | None) -> str | None:
+    """``text`` with the secret of any case it names masked (``SECRET_MASK``): what the
+    transcript keeps of a reply that gave a worker their case's secret. Only numbers in a text
+    that names a case are checked (one scrypt each), against that case's secret."""
+    if not text:
+        return text
+    references = list(taxonomy.CASE_REF_PATTERN.finditer(text))
+    cases = [find_case(session, reference=r.group(0)) for r in references]
+    cases = [c for c in cases if c is not None and c.secret_hash]
+    if not cases:
+        return text
+    for number in reversed(list(_DIGITS.finditer(text))):
+        if any(r.start() <= number.start() < r.end() for r in references):
+            continue
+        if any(check_secret(case, number.group(0)) for case in cases):
+            text = text[: number.start()] + SECRET_MASK + text[number.end() :]
+    return text
 
 
 def latest_case(
@@ -413,19 +504,73 @@ def count_cases(session: Session, *, by: str = "category") -> dict[str, int]:
     return {str(k): n for k, n in rows}
 
 
+# Channels whose provider (Twilio) keeps a copy of every message it carried, which its API deletes.
+TWILIO_CHANNELS = ("sms", "whatsapp")
+
+
+def linked_contacts(session: Session, contact: Contact) -> list[Contact]:
+    """The worker's contacts on every channel and phone their cases link: the contact that filed
+    a case and every contact whose messages are on it (the case's status asked from another phone
+    with the secret, ``actions.dialogue.check_secret``), followed from case to case."""
+    ids, case_ids = {contact.id}, set()
+    while True:
+        case_ids |= set(
+            session.execute(select(Case.id).where(Case.contact_id.in_(ids))).scalars()
+        ) | set(
+            session.execute(
+                select(Message.case_id).where(
+                    Message.contact_id.in_(ids), Message.case_id.is_not(None)
+                )
+            ).scalars()
+        )
+        found = set(
+            session.execute(
+                select(Case.contact_id).where(Case.id.in_(case_ids), Case.contact_id.is_not(None))
+            ).scalars()
+        ) | set(
+            session.execute(
+                select(Message.contact_id).where(
+                    Message.case_id.in_(case_ids), Message.contact_id.is_not(None)
+                )
+            ).scalars()
+        )
+        if found <= ids:
+            break
+        ids |= found
+    return [contact] + [session.get(Contact, i) for i in sorted(ids - {contact.id})]
+
+
 def erase_contact(session: Session, *, contact: Contact, actor: str = "worker") -> dict:
     """Delete a worker's personal data; keep anonymous facts so the case still counts.
 
-    Deleted: their address, every message of theirs and to them, everything they told us in
-    intake, notes that may quote them, and the link from their cases to them. Kept: each case's
-    reference, category, urgency, status, ILO indicators, language, country and dates, for
-    anonymous statistics and for partners already acting on a case.
+    The worker is every contact their cases link (``linked_contacts``). Deleted: their
+    addresses and what the contact rows knew of them, every message of theirs and to them with
+    its files, everything they told us in intake, notes that may quote them, the secrets of their
+    cases and the link from their cases to them. An inbound message leaves only a keyed hash of
+    its provider id (``erased_provider_id``), with no contact, case, text or time of its own, so
+    that the provider's replay of it is still refused as a duplicate and cannot bring the worker
+    back. Kept: each case's reference, category, urgency, status, ILO indicators, language,
+    country and dates, for anonymous statistics and for partners already acting on a case.
+
+    Returns counts and ``twilio``: the provider ids of the messages Twilio carried, whose copies
+    at Twilio the caller deletes (``bot.channels.twilio.TwilioSender.erase_stored``).
     """
-    cases = list(session.execute(select(Case).where(Case.contact_id == contact.id)).scalars())
-    removed_messages = session.execute(
-        select(func.count()).select_from(Message).where(Message.contact_id == contact.id)
-    ).scalar_one()
-    for message in list(contact.messages):
+    contacts = linked_contacts(session, contact)
+    ids = [c.id for c in contacts]
+    cases = list(session.execute(select(Case).where(Case.contact_id.in_(ids))).scalars())
+    messages = list(session.execute(select(Message).where(Message.contact_id.in_(ids))).scalars())
+    twilio, erased_at = [], utcnow()
+    for message in messages:
+        if message.provider_id and message.channel in TWILIO_CHANNELS:
+            twilio.append(message.provider_id)
+        if message.provider_id and message.direction == "in":
+            session.add(
+                Message(
+                    channel=message.channel, direction="in", status="erased",
+                    provider_id=erased_provider_id(session, message.channel, message.provider_id),
+                    created_at=erased_at,
+                )
+            )  # fmt: skip
         session.delete(message)
     for case in cases:
         for field in INTAKE_FIELDS:
@@ -434,13 +579,21 @@ def erase_contact(session: Session, *, contact: Contact, actor: str = "worker") 
         case.contact = None
         for event in case.events:
             event.note = None
+        attempt = session.get(ReferenceAttempt, _reference_key(session, case.reference))
+        if attempt is not None:
+            session.delete(attempt)
         _event(session, case, "erased", actor)
-    contact.address = None
-    contact.erased_at = utcnow()
-    contact.pseudonym = f"erased:{contact.id}:{secrets.token_hex(8)}"
+    for erased in contacts:
+        erased.address = erased.language = erased.country = erased.last_inbound_at = None
+        erased.sms_fallback = None
+        erased.sms_plain = erased.sms_plain_offered = False
+        erased.erased_at = erased.last_seen_at = erased_at
+        erased.pseudonym = f"erased:{erased.id}:{secrets.token_hex(8)}"
     session.flush()
     return {
-        "messages_deleted": removed_messages,
+        "messages_deleted": len(messages),
         "cases_anonymised": len(cases),
+        "contacts_erased": len(contacts),
+        "twilio": twilio,
         "kept": ["reference", "category", "urgency", "status", "country", "language", "dates"],
     }
