@@ -426,7 +426,7 @@ class Dashboard:
 
     async def case_action(self, request: Request) -> Response:
         """Every state-changing form of a case page: reply, assign, status, urgency, classify,
-        note, release. After it, back to the case page (post/redirect/get)."""
+        note, release, reveal, legal hold. After it, back to the case page (post/redirect/get)."""
         who = self.require(request)
         form = await self.form(request)
         self.check_csrf(request, form, who)
@@ -464,6 +464,8 @@ class Dashboard:
                 service.note(session, actor, reference, str(form.get("note", "")))
             elif action == "release":
                 service.release(session, actor, reference)
+            elif action == "hold":
+                service.set_legal_hold(session, actor, reference, form.get("hold") == "on")
             elif action == "reveal":
                 service.request_reveal(session, actor, reference, str(form.get("reason", "")))
                 return "notice", "reveal_requested"

@@ -98,6 +98,8 @@ LABELS = {
     "handoff_released": _l("released to the bot"),
     "worker_says_safe": _l("worker says they are safe"),
     "erased": _l("worker's data erased"),
+    "purged": _l("personal data deleted (retention)"),
+    "legal_hold": _l("legal hold set or cleared"),
     "reveal_requested": _l("asked to reveal the worker's identity"),
     "reveal_approved": _l("identity revealed to a partner"),
     "reveal_refused": _l("identity not revealed"),

@@ -96,6 +96,7 @@ class Actor:
             "audit": ("supervisor", "admin", "operator"),
             "administer": ("admin", "operator"),
             "simulated": ("admin", "operator"),
+            "legal_hold": ("supervisor", "admin", "operator"),
         }
         return self.role in allowed[permission]
 
@@ -487,6 +488,20 @@ def release(session: Session, actor: Actor, reference: str) -> Case:
     """Hand the conversation back to the bot (and clear the danger flag: a person decided)."""
     case = get(session, actor, reference, purpose="release")
     repo.release_handoff(session, case=case, actor=actor.label)
+    return case
+
+
+def set_legal_hold(session: Session, actor: Actor, reference: str, hold: bool) -> Case:
+    """Put a case on legal hold (retention deletes nothing of it: bot/store/retention.py) or
+    clear the hold: a supervisor's or an admin's decision, in the audit log and the case's
+    trail."""
+    case = get(session, actor, reference, purpose="legal_hold")
+    if not actor.can("legal_hold"):
+        raise Forbidden("only a supervisor or an admin sets or clears a legal hold")
+    if case.legal_hold != hold:
+        case.legal_hold = hold
+        audit(session, actor, "legal_hold", case.id, hold=hold)
+        repo._event(session, case, "legal_hold", actor.label, {"hold": hold})
     return case
 
 
