@@ -7,18 +7,87 @@ Every action runs in one store transaction and, before its own work:
   case for the caseworker), except for a worker in danger, who gets short holding messages and
   can say they are safe (``dialogue.hold``), and for erasure, which is never held back;
 - reads the message as the answer to the bot's last question when it is one (``awaiting``).
+
+An action that fails logs its type and the case reference only (``guarded``): the exception's
+message may quote the worker, and what the action server answers Rasa carries the whole tracker.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType
 from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.interfaces import ActionExecutionRejection
 
 from actions import dialogue
+from actions import messages as m
+from actions import services as services_module
 from actions.dialogue import Turn
+from bot.channels.inbox import MESSAGE_ID_PREFIX
+from bot.taxonomy import normalize_case_ref
+
+logger = logging.getLogger(__name__)
+Run = Callable[..., Awaitable[list[EventType]]]
+
+
+class ActionFailed(Exception):
+    """An action failed; says which and the exception's type, nothing the worker wrote."""
+
+
+def _case_ref(tracker: Tracker) -> str | None:
+    ref = tracker.get_slot("case_ref")
+    return ref if isinstance(ref, str) and normalize_case_ref(ref) == ref else None
+
+
+def _queued(tracker: Tracker) -> bool:
+    """Whether the message came through the channels' queue, which retries it on failure."""
+    latest = next((e for e in reversed(tracker.events) if e.get("event") == "user"), {})
+    return str(latest.get("message_id") or "").startswith(MESSAGE_ID_PREFIX)
+
+
+def _apology(tracker: Tracker) -> str:
+    try:
+        translations = services_module.get().translations
+        return translations.text(tracker.get_slot("language"), m.NOT_UNDERSTOOD)
+    except Exception:  # noqa: BLE001 - the apology must not fail in turn
+        return m.NOT_UNDERSTOOD
+
+
+def failed(name: str, exc: Exception, dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
+    """Logs the failure without its details. A queued message is retried by the queue, then goes
+    to a caseworker (``bot.channels.inbox``): the action server answers with an error (Rasa logs
+    "Encountered an exception while running action", which the queue watches) carrying no
+    details. Anywhere else (the REST channel) the worker gets an apology instead of nothing."""
+    ref = _case_ref(tracker)
+    case = f", case {ref}" if ref else ""
+    logger.error("action %s failed (%s)%s", name, type(exc).__name__, case)
+    if _queued(tracker):
+        raise ActionFailed(f"{name} failed ({type(exc).__name__})") from None
+    dispatcher.utter_message(text=_apology(tracker))
+
+
+def guarded(run: Run) -> Run:
+    """Wraps an action's ``run``: an exception never leaves it with its message or traceback."""
+
+    @functools.wraps(run)
+    async def guarded_run(
+        self: Action, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        try:
+            return await run(self, dispatcher, tracker, domain)
+        except ActionExecutionRejection:
+            raise  # not a failure: Rasa's signal to predict another action (no details)
+        except Exception as exc:  # noqa: BLE001 - logged without details, see failed()
+            dispatcher.messages.clear()  # half a turn's replies would mislead
+            failed(self.name(), exc, dispatcher, tracker)
+            return []
+
+    return guarded_run
 
 
 class HelplineAction(Action):
@@ -33,6 +102,7 @@ class HelplineAction(Action):
     def handle(self, turn: Turn) -> None:
         raise NotImplementedError
 
+    @guarded
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
     ) -> list[EventType]:

@@ -1,0 +1,210 @@
+"""Logs without personal data, and a console an operator can read (bot/logs.py).
+
+An action's exception goes through the real Rasa SDK server (its Sanic app, in this process, on
+loopback) and back through Rasa's ``RemoteAction``: neither side's log may quote the worker.
+The console of a process is checked in a subprocess, as an operator would see it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from actions import dialogue
+from actions import messages as m
+from bot import logs
+from bot.channels.inbox import MESSAGE_ID_PREFIX, RASA_ACTION_FAILED
+from bot.i18n import Translations
+from tests.live_server import ROOT
+
+CASE = "HX-123456"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def action_server():
+    """Rasa SDK's own app with our actions, served in a thread's event loop on loopback."""
+    import threading
+
+    from rasa_sdk.endpoint import create_app
+
+    logs.install_filter()
+    loop = asyncio.new_event_loop()
+    port = _free_port()
+    app = create_app("actions")
+    server = loop.run_until_complete(
+        app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
+    )
+    loop.run_until_complete(server.startup())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}/webhook"
+    loop.call_soon_threadsafe(server.close)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def _run_remote(url: str, text: str, message_id: str, slots: dict):
+    """Rasa's side: the ``RemoteAction`` that Rasa's processor runs, with a tracker of ours."""
+    from rasa.core.actions.action import RemoteAction
+    from rasa.core.channels.channel import CollectingOutputChannel
+    from rasa.core.nlg import TemplatedNaturalLanguageGenerator
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import SlotSet, UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+    from rasa.utils.endpoints import EndpointConfig
+
+    domain = Domain.load(str(ROOT / "domain.yml"))
+    parse = {"text": text, "intent": {"name": "greet", "confidence": 0.9}, "entities": []}
+    events = [UserUttered(text, parse["intent"], [], parse, message_id=message_id)]
+    events += [SlotSet(name, value) for name, value in slots.items()]
+    tracker = DialogueStateTracker.from_events("worker-" + secrets.token_hex(4), events)
+    action = RemoteAction("action_greet", EndpointConfig(url))
+    output = CollectingOutputChannel()
+    nlg = TemplatedNaturalLanguageGenerator(domain.responses)
+    return asyncio.run(action.run(output, nlg, tracker, domain)), output
+
+
+@pytest.fixture
+def broken_menu(monkeypatch):
+    """The greeting fails with the worker's words in the exception's message."""
+    marker = "zq" + secrets.token_hex(6)
+
+    def fail(turn, greeting=False):
+        raise ValueError(f"cannot show the menu for {turn.text!r} {marker}")
+
+    monkeypatch.setattr(dialogue, "show_menu", fail)
+    return marker
+
+
+def test_a_queued_messages_action_error_logs_no_tracker_and_the_queue_retries(
+    services, action_server, broken_menu, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    text = f"my passport {broken_menu}"
+    with pytest.raises(Exception) as failure:
+        _run_remote(action_server, text, f"{MESSAGE_ID_PREFIX}7", {"case_ref": CASE})
+    # Logged exactly as Rasa's processor logs a failed action (rasa/core/processor.py,
+    # _run_action), whose traceback would quote the action server's answer: the tracker.
+    assert broken_menu in str(failure.value.__cause__)  # the answer did carry it
+    try:
+        raise failure.value
+    except Exception:
+        logging.getLogger("rasa.core.processor").exception(
+            f"{RASA_ACTION_FAILED} 'action_greet'.Bot will continue, but the actions events are "
+            "lost. Please check the logs of your action server for more information."
+        )
+    assert broken_menu not in caplog.text
+    ours = [r.getMessage() for r in caplog.records if r.name == "actions.actions"]
+    assert ours == [f"action action_greet failed (ValueError), case {CASE}"]
+    # The queue's watch (bot.channels.inbox) still sees the failure: the message is retried.
+    processor = [r for r in caplog.records if r.name == "rasa.core.processor"]
+    assert [str(r.msg).startswith(RASA_ACTION_FAILED) for r in processor] == [True]
+    assert processor[0].exc_info is None
+    assert "RasaException <- ClientResponseError" in processor[0].getMessage()
+
+
+def test_elsewhere_an_action_error_is_an_apology_and_logs_no_text(
+    services, action_server, broken_menu, caplog
+):
+    caplog.set_level(logging.DEBUG)
+    events, _ = _run_remote(
+        action_server, f"hello {broken_menu}", "rest-1", {"language": "bn", "case_ref": "x y"}
+    )
+    said = [e.text for e in events if e.type_name == "bot"]
+    assert said == [Translations().text("bn", m.NOT_UNDERSTOOD)]
+    assert broken_menu not in caplog.text
+    ours = [r.getMessage() for r in caplog.records if r.name == "actions.actions"]
+    assert ours == ["action action_greet failed (ValueError)"]  # not a case reference: not said
+
+
+def test_rasa_records_that_quote_a_worker_are_neutralised():
+    logs.install_filter()
+    marker = "zq" + secrets.token_hex(6)
+    records = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(self.format(record))
+
+    handler = Keep()
+    names = ("rasa.core.processor", "rasa.core.channels.rest", "rasa_sdk.executor", "rasa.server")
+    for name in names:
+        logging.getLogger(name).addHandler(handler)
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        logging.getLogger("rasa.core.processor").debug(f"processor.message.parse text={marker}")
+        logging.getLogger("rasa_sdk.executor").debug(f"Contents of ignored event: '{marker}'")
+        logging.getLogger("rasa.core.channels.rest").error(
+            f'{{"text": "{marker}", "event": "rest.message.received.failure", "level": "error"}}'
+        )
+        logging.getLogger("rasa.server").error(
+            f'Traceback (most recent call last):\n  File "x"\nKeyError: "{marker}"'
+        )
+    finally:
+        for name in names:
+            logging.getLogger(name).removeHandler(handler)
+            logging.getLogger(name).setLevel(logging.NOTSET)
+    assert records == ["rest.message.received.failure", "error (KeyError)"]
+
+
+def test_telemetry_is_off_unless_the_operator_set_it(monkeypatch):
+    import rasa.telemetry
+
+    monkeypatch.delenv("RASA_TELEMETRY_ENABLED", raising=False)
+    logs.telemetry_off()
+    assert os.environ["RASA_TELEMETRY_ENABLED"] == "false"
+    assert not rasa.telemetry.is_telemetry_enabled()
+    monkeypatch.setenv("RASA_TELEMETRY_ENABLED", "true")
+    logs.telemetry_off()
+    assert rasa.telemetry.is_telemetry_enabled()
+
+
+CONSOLE = textwrap.dedent(
+    """
+    import logging, warnings
+    from bot import logs
+    logs.configure("test")
+    import sanic_cors  # Sanic shows every DeprecationWarning "once"; sanic_cors raises one
+    from rasa.shared.core.slot_mappings import validate_slot_mappings
+    validate_slot_mappings({})  # "Slot auto-fill has been removed in 3.0": Rasa's advice
+    warnings.warn_explicit("ours to fix", DeprecationWarning, "{ours}", 1, module="bot.cli")
+    warnings.warn("a library's real problem", UserWarning)
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin alembic.autogenerate")
+    logging.getLogger("rasa_sdk.executor").info("Registered function for 'action_greet'.")
+    logging.getLogger("httpx").info("HTTP Request: POST https://x/bot123:secret/sendMessage")
+    logging.getLogger("bot.channels.base").info("telegram channel is on")
+    logging.getLogger("actions.actions").info("an action line")
+    import os; print("telemetry", os.environ["RASA_TELEMETRY_ENABLED"])
+    """
+)
+
+
+def test_the_console_shows_ours_and_hides_library_noise():
+    env = {k: v for k, v in os.environ.items() if k not in ("RASA_TELEMETRY_ENABLED",
+                                                           "PYTHONWARNINGS")}  # fmt: skip
+    code = CONSOLE.replace("{ours}", str(ROOT / "bot" / "cli.py"))
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    console = done.stdout + done.stderr
+    for hidden in ("distutils", "Slot auto-fill", "setup plugin", "Registered function",
+                   "HTTP Request", "secret"):  # fmt: skip
+        assert hidden not in console, console
+    for shown in ("ours to fix", "a library's real problem", "telegram channel is on",
+                  "an action line", "telemetry false"):  # fmt: skip
+        assert shown in console, console
