@@ -139,8 +139,8 @@ class WebhookNotifier(LogNotifier):
             self._queue.put_nowait({**event, "alert_id": uuid.uuid4().hex})
         except queue.Full:
             logger.error(
-                "alert webhook queue full (%d waiting): alert %s not sent, it is in the log",
-                self._queue.qsize(), event.get("case_ref"),
+                "alert webhook queue full (%d waiting): the %s alert of %s is in the log only",
+                self._queue.qsize(), *_named(event),
             )  # fmt: skip
             return
         self._start()
@@ -191,8 +191,8 @@ class WebhookNotifier(LogNotifier):
                 failure = type(exc).__name__
                 if attempt < self.attempts:
                     time.sleep(self.retry_seconds * 2 ** (attempt - 1))
-        logger.error("alert webhook failed %d times (%s): alert %s is in the log only",
-                     self.attempts, failure, event.get("case_ref"))  # fmt: skip
+        logger.error("alert webhook failed %d times (%s): the %s alert of %s is in the log only",
+                     self.attempts, failure, *_named(event))  # fmt: skip
 
     def _post(self, event: dict) -> None:
         body = json.dumps({**event, "sent_at": int(self.clock())}, sort_keys=True).encode()
@@ -204,6 +204,11 @@ class WebhookNotifier(LogNotifier):
             request.add_header("X-Helpline-Signature", f"sha256={signature}")
         with self._opener.open(request, timeout=self.timeout) as response:
             response.read()
+
+
+def _named(event: dict) -> tuple[str, str]:
+    """What an error about an alert may say of it: its reason and case reference."""
+    return event.get("reason") or "unnamed", event.get("case_ref") or "no case"
 
 
 def check_webhook_url(url: str, *, production: bool) -> None:

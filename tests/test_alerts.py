@@ -159,7 +159,8 @@ def test_a_failing_receiver_is_logged_without_content_after_the_retries(receiver
     assert messages[0] == "ALERT " + json.dumps(EVENT, sort_keys=True)  # the caseworkers' copy
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors == [
-        "alert webhook failed 3 times (HTTPError): alert HX-123456 is in the log only"
+        "alert webhook failed 3 times (HTTPError):"
+        " the emergency alert of HX-123456 is in the log only"
     ]
 
 
