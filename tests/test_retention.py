@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, insert, select, update
@@ -260,19 +259,13 @@ def test_tracker_events_go_only_for_silent_conversations(db):
         with db.engine.connect() as connection:
             return sorted(connection.execute(select(EVENTS.c.sender_id)).scalars())
 
-    dry = retention.run(db, POLICY, tracker_url=db.url, now=LATER)
+    dry = retention.run(db, POLICY, tracker=db.url, now=LATER)
     assert dry["tracker"] == {"days": 30, "conversations": 1}
     assert senders() == ["silent", "silent", "talking", "talking"]
-    retention.run(db, POLICY, tracker_url=db.url, now=LATER, apply=True)
+    retention.run(db, POLICY, tracker=db.url, now=LATER, apply=True)
     assert senders() == ["talking", "talking"]  # every event of it, the old one too
     off = retention.RetentionPolicy(tracker_days=None)
-    assert retention.run(db, off, tracker_url=db.url, now=LATER)["tracker"] == {"days": None}
-
-
-def test_the_tracker_store_is_found_in_endpoints_yml():
-    assert retention.tracker_url_from(Path(__file__).parent.parent / "endpoints.yml") == (
-        "sqlite:///helpline-tracker.db"
-    )
+    assert retention.run(db, off, tracker=db.url, now=LATER)["tracker"] == {"days": None}
 
 
 # --- settings, daily run, command ------------------------------------------------------------

@@ -38,12 +38,13 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 
 from sqlalchemy import and_, delete, exists, func, insert, not_, or_, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from bot.store import cases as service
+from bot.store import rekey
 from bot.store import repository as repo
 from bot.store.database import Database
 from bot.store.models import (
@@ -258,31 +259,15 @@ def _no_case_rule(
 # --- Rasa's tracker store --------------------------------------------------------------------
 
 
-def _tracker_rule(tracker_url: str | None, days: int | None, now, apply: bool) -> dict:
+def _tracker_rule(tracker: Engine | str | None, days: int | None, now, apply: bool) -> dict:
     if days is None:
         return {"days": None}
-    if not tracker_url:
+    if not tracker:
         return {"days": days, "skipped": True}  # no SQL tracker store configured
     from bot.tracker_store import delete_silent
 
-    count = delete_silent(tracker_url, _cutoff(now, days), dry_run=not apply)
+    count = delete_silent(tracker, _cutoff(now, days), dry_run=not apply)
     return {"days": days, "conversations": count}
-
-
-def tracker_url_from(endpoints: Path | str) -> str | None:
-    """The SQL tracker store's URL as ``endpoints.yml`` configures it for Rasa (relative SQLite
-    files from the current folder, as Rasa opens them), or None for any other store."""
-    from rasa.core.tracker_store import SQLTrackerStore
-    from rasa.utils.endpoints import read_endpoint_config
-
-    config = read_endpoint_config(str(endpoints), "tracker_store")
-    kind = (config.type or "") if config else ""
-    if kind.lower() != "sql" and not kind.endswith("HelplineTrackerStore"):
-        return None
-    options = {k: v for k, v in config.kwargs.items()
-               if k in ("dialect", "port", "db", "username", "password", "query")}  # fmt: skip
-    url = SQLTrackerStore.get_db_url(host=config.url, **options)
-    return url if isinstance(url, str) else url.render_as_string(hide_password=False)
 
 
 # --- a run -----------------------------------------------------------------------------------
@@ -292,18 +277,21 @@ def run(
     db: Database,
     policy: RetentionPolicy,
     *,
-    tracker_url: str | None = None,
+    tracker: Engine | str | None = None,
     apply: bool = False,
     now: dt.datetime | None = None,
     provider_copies: Callable[[list[str]], object] | None = None,
 ) -> dict[str, dict]:
     """Counts per rule of what retention deletes at ``now``; deletes it with ``apply`` (and
-    leaves the counts in the audit trail). The tracker store goes first: if the case store's
-    part then fails, nothing of it is deleted and the run can simply be repeated.
-    ``provider_copies`` receives, once the deletion is committed, the ids of the deleted
-    messages that Twilio carried, to delete its copies too."""
+    leaves the counts in the audit trail).
+
+    ``tracker``: the tracker store's engine or URL (``rekey.tracker_store_engine`` finds it in
+    ``endpoints.yml``), None when there is none. It goes first: if the case store's part then
+    fails, nothing of that is deleted and the run can simply be repeated. ``provider_copies``
+    receives, once the deletion is committed, the ids of the deleted messages that Twilio
+    carried, to delete its copies too."""
     now = now or utcnow()
-    tracker = _tracker_rule(tracker_url, policy.tracker_days, now, apply)
+    tracker_counts = _tracker_rule(tracker, policy.tracker_days, now, apply)
     twilio: list[str] = []
     with db.session() as session:
         report = {
@@ -311,7 +299,7 @@ def run(
             for status, days in policy.case_rules.items()
         }
         report["no_case"] = _no_case_rule(session, policy, now, apply, twilio)
-        report["tracker"] = tracker
+        report["tracker"] = tracker_counts
         if apply:
             service.audit(session, SYSTEM, "retention", **report)
     if twilio and provider_copies is not None:
@@ -355,13 +343,13 @@ class Daily:
         self,
         db_factory: Callable[[], Database],
         policy: RetentionPolicy,
-        tracker_url: str | None,
+        tracker: Engine | str | None,
         *,
         interval: float = DAY,
         delay: float = 60.0,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
-        self.db_factory, self.policy, self.tracker_url = db_factory, policy, tracker_url
+        self.db_factory, self.policy, self.tracker = db_factory, policy, tracker
         self.interval, self.delay, self.clock = interval, delay, clock
         self.ran = threading.Event()  # set after every run, done or failed
         self.report: dict | None = None  # the latest run's counts
@@ -378,7 +366,7 @@ class Daily:
         try:
             db = self.db_factory()
             try:
-                self.report = run(db, self.policy, tracker_url=self.tracker_url, apply=True,
+                self.report = run(db, self.policy, tracker=self.tracker, apply=True,
                                   now=self.clock())  # fmt: skip
             finally:
                 db.dispose()
@@ -397,18 +385,19 @@ class Daily:
 def start_daily(
     db_factory: Callable[[], Database],
     policy: RetentionPolicy,
-    tracker_url: str | None,
+    tracker: Engine | str | None,
     interval: float = DAY,
     clock: Callable[[], dt.datetime] = utcnow,
     *,
     delay: float = 60.0,
 ) -> Daily | None:
     """Starts the daily retention of ``helpline run`` (None when every rule is off).
-    ``db_factory`` opens a new ``Database`` for each run (disposed of after it)."""
+    ``db_factory`` opens a new ``Database`` for each run (disposed of after it); ``tracker``
+    is the tracker store's URL or engine, as for ``run``."""
     if not policy.enabled:
         logger.info("retention: every rule is off")
         return None
-    daily = Daily(db_factory, policy, tracker_url, interval=interval, delay=delay, clock=clock)
+    daily = Daily(db_factory, policy, tracker, interval=interval, delay=delay, clock=clock)
     daily.thread.start()
     return daily
 
@@ -422,14 +411,16 @@ def cmd_retention(args: argparse.Namespace) -> int:
     from bot.store import open_database
 
     policy = RetentionPolicy.from_environ()
-    url = None
+    tracker = None
     if policy.tracker_days is not None:
-        url = args.tracker_url or tracker_url_from(args.endpoints)
+        tracker = args.tracker_url or rekey.tracker_store_engine(args.endpoints)
     db = open_database(load())
     try:
-        report = run(db, policy, tracker_url=url, apply=args.apply)
+        report = run(db, policy, tracker=tracker, apply=args.apply)
     finally:
         db.dispose()
+        if isinstance(tracker, Engine):
+            tracker.dispose()
     header = "retention: applied" if args.apply else "retention: dry run, nothing deleted"
     print(header + ("" if args.apply else " (--apply deletes)"))
     for line in describe(report, applied=args.apply):
@@ -439,7 +430,6 @@ def cmd_retention(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     """Adds ``helpline retention run [--apply]`` (for bot/cli.py's ``build_parser``)."""
-    root = Path(__file__).resolve().parent.parent.parent
     p = subparsers.add_parser(
         "retention",
         help="delete what the retention rules (HELPLINE_RETAIN_*_DAYS) say is due;"
@@ -448,7 +438,7 @@ def register(subparsers) -> None:
     p.add_argument("action", choices=["run"])
     p.add_argument("--apply", action="store_true", help="delete (default: only count)")
     p.add_argument(
-        "--endpoints", default=str(root / "endpoints.yml"),
+        "--endpoints", default=str(rekey.ROOT / "endpoints.yml"),
         help="where the tracker store is configured (default: %(default)s)",
     )  # fmt: skip
     p.add_argument("--tracker-url", help="the tracker store's database URL (instead)")
