@@ -10,6 +10,8 @@ dialogue knows. So they are recognised exactly here and handed to the dialogue a
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import regex
 
@@ -53,6 +55,16 @@ class CommandWords:
                         words.setdefault(key, command)
                         languages.setdefault(key, pack.code)
         return cls(words, languages)
+
+    def save(self, path: Path) -> None:
+        """As JSON: a model file must never be a pickle (``nlu.components.pack_trained``)."""
+        data = {"words": self.words, "languages": self.languages}
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> CommandWords:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls(data["words"], data["languages"])
 
     def match(self, text: str) -> dict:
         """``{"choice": "2"}``, ``{"case_ref": "HX-1234"}``, ``{"command": "skip"}`` or ``{}``."""

@@ -13,8 +13,10 @@ Malaysia and the English word "my") only matches written exactly as in ``pack.ym
 from __future__ import annotations
 
 import dataclasses
+import json
 import unicodedata
 from collections.abc import Iterable
+from pathlib import Path
 
 import regex
 
@@ -63,6 +65,15 @@ class Gazetteer:
         self.names = sorted(names, key=lambda n: -len(n.surface))
         self._patterns = [(n, self._compile(n)) for n in self.names]
 
+    def save(self, path: Path) -> None:
+        """As JSON: a model file must never be a pickle (``nlu.components.pack_trained``)."""
+        data = {"names": [dataclasses.asdict(n) for n in self.names]}
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Gazetteer:
+        return cls(Name(**n) for n in json.loads(path.read_text(encoding="utf-8"))["names"])
+
     @staticmethod
     def _compile(name: Name) -> regex.Pattern:
         surface = name.surface if name.exact_case else fold(name.surface)
@@ -89,14 +100,21 @@ class Gazetteer:
         return cls(names.values())
 
     def extract(self, text: str) -> list[dict]:
-        """Entities in ``text``: ``{"entity", "value", "start", "end", "text"}``, no overlaps."""
+        """Entities in ``text``: ``{"entity", "value", "start", "end", "text"}``, no overlaps,
+        except that a name packs list both as a country and as a language ("myanmar", "thai",
+        "indonesia", "မြန်မာ") is both: the dialogue reads the one its question asked for."""
         folded, index = fold_with_offsets(text)
         taken = [False] * len(text)
+        readings: dict[tuple[int, int], set[str]] = {}  # entity types found on each span
         found: list[dict] = []
 
         def add(entity: str, value: str, start: int, end: int) -> None:
-            if any(taken[start:end]):
+            if (start, end) in readings:  # the very same words: one more reading, one a type
+                if entity in readings[start, end]:
+                    return
+            elif any(taken[start:end]):
                 return
+            readings.setdefault((start, end), set()).add(entity)
             for i in range(start, end):
                 taken[i] = True
             found.append(

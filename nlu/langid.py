@@ -20,8 +20,11 @@ a shared script joins that script's classifier.
 from __future__ import annotations
 
 import dataclasses
+import json
+import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import regex
@@ -29,6 +32,9 @@ import regex
 from nlu.script import SCRIPT_PATTERNS, fold_latin, script_counts
 
 FALLBACK_LANGUAGE = "en"
+# What skops may build from a classifier's file besides its defaults (scikit-learn estimators,
+# numpy arrays, builtins): each TfidfVectorizer's sparse idf diagonal. Anything else is refused.
+SKOPS_TRUSTED = ["scipy.sparse._csr.csr_matrix"]
 _WORD = regex.compile(r"[\p{L}\p{M}]+")
 
 
@@ -79,9 +85,41 @@ class LanguageIdentifier:
         # word -> examples using it / examples, per language of a shared script (from training)
         self.word_rates: dict[str, dict[str, float]] = {}
 
-    def __setstate__(self, state: dict) -> None:
-        # models pickled before ``defers_to`` and ``word_rates`` existed still load
-        self.__dict__.update({"defers_to": {}, "word_rates": {}, **state})
+    def save(self, path: Path) -> None:
+        """``path`` as JSON and each classifier in a skops file beside it: never a pickle
+        (``nlu.components.pack_trained``)."""
+        import skops.io as sio
+
+        for script, clf in self.classifiers.items():
+            sio.dump(clf, _classifier_file(path, script), compression=zipfile.ZIP_DEFLATED)
+        data = {
+            "script_language": self.script_language,
+            "classifiers": sorted(self.classifiers),
+            "fallback": self.fallback,
+            "priors": self.priors,
+            "defers_to": self.defers_to,
+            "word_rates": self.word_rates,
+        }
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> LanguageIdentifier:
+        import skops.io as sio
+
+        data = json.loads(path.read_text(encoding="utf-8"))
+        classifiers = {
+            script: sio.load(_classifier_file(path, script), trusted=SKOPS_TRUSTED)
+            for script in data["classifiers"]
+        }
+        identifier = cls(
+            data["script_language"],
+            classifiers,
+            data["fallback"],
+            data["priors"],
+            data["defers_to"],
+        )
+        identifier.word_rates = data["word_rates"]
+        return identifier
 
     @classmethod
     def train(
@@ -211,6 +249,10 @@ def _belongs_to(rates: dict[str, dict[str, float]], word: str, target: str, lang
     """``word`` is at least as common in ``target``'s examples as in ``language``'s."""
     theirs = rates.get(target, {}).get(word, 0.0)
     return theirs > 0 and theirs >= rates.get(language, {}).get(word, 0.0)
+
+
+def _classifier_file(path: Path, script: str) -> Path:
+    return path.with_name(f"{path.stem}.{script}.skops")
 
 
 def _fit(texts: list[str], labels: list[str]):

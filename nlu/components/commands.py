@@ -26,6 +26,9 @@ COMMAND = "command"
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True)
 class CommandRecognizer(PackTrainedComponent[CommandWords]):
+    MODEL_FILE = "commands.json"
+    MODEL_CLASS = CommandWords
+
     @staticmethod
     def get_default_config() -> dict[str, Any]:
         return {"locales_dir": "locales"}

@@ -31,6 +31,9 @@ def common_words(training_data: TrainingData) -> set[str]:
 class GazetteerEntityExtractor(PackTrainedComponent[Gazetteer], EntityExtractorMixin):
     """Finds countries and languages by the names every pack lists, and case references."""
 
+    MODEL_FILE = "gazetteer.json"
+    MODEL_CLASS = Gazetteer
+
     @staticmethod
     def get_default_config() -> dict[str, Any]:
         return {"locales_dir": "locales"}

@@ -41,6 +41,9 @@ def pack_examples(locales_dir: Path | str) -> list[tuple[str, str]]:
 class LanguageIdentifierComponent(PackTrainedComponent[LanguageIdentifier]):
     """Trains on the locale packs' examples; tags each message with its language."""
 
+    MODEL_FILE = "langid.json"
+    MODEL_CLASS = LanguageIdentifier
+
     @staticmethod
     def get_default_config() -> dict[str, Any]:
         return {

@@ -1,31 +1,52 @@
-"""Base for components that learn from the locale packs and keep what they learnt in the model."""
+"""Base for components that learn from the locale packs and keep what they learnt in the model.
+
+What they learn is stored as JSON, with scikit-learn parts in skops files beside it: never as a
+pickle. A model archive is a file someone could swap, and unpickling one runs whatever code it
+holds; JSON and skops (which builds only the types it is told to trust) do not.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-import joblib
 from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
+from rasa.shared.exceptions import RasaException
 
 T = TypeVar("T")
 
 
-class PackTrainedComponent(GraphComponent, Generic[T]):
-    """Holds ``self.model`` (trained from the packs in ``locales_dir``), persisted with joblib
-    unless a subclass overrides ``MODEL_FILE``, ``save_model`` and ``load_model``."""
+class Stored(Protocol):
+    """A model that saves itself to a file (and files beside it) and loads from it."""
 
-    MODEL_FILE = "model.joblib"
+    def save(self, path: Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: Path) -> Stored: ...
+
+
+class OutdatedModelError(RasaException):
+    """The model was stored by an older version of this code (as a pickle, which is never
+    loaded): only retraining helps."""
+
+
+class PackTrainedComponent(GraphComponent, Generic[T]):
+    """Holds ``self.model`` (trained from the packs in ``locales_dir``), stored in ``MODEL_FILE``
+    by ``MODEL_CLASS``'s ``save`` and ``load`` unless a subclass overrides ``save_model`` and
+    ``load_model``."""
+
+    MODEL_FILE: ClassVar[str]
+    MODEL_CLASS: ClassVar[type[Stored]]
 
     @staticmethod
     def save_model(model: Any, path: Path) -> None:
-        joblib.dump(model, path)
+        model.save(path)
 
-    @staticmethod
-    def load_model(path: Path) -> Any:
-        return joblib.load(path)
+    @classmethod
+    def load_model(cls, path: Path) -> Any:
+        return cls.MODEL_CLASS.load(path)
 
     def __init__(
         self,
@@ -65,5 +86,13 @@ class PackTrainedComponent(GraphComponent, Generic[T]):
         **kwargs: Any,
     ) -> PackTrainedComponent:
         with model_storage.read_from(resource) as path:
-            model = cls.load_model(Path(path) / cls.MODEL_FILE)
+            stored = Path(path) / cls.MODEL_FILE
+            if not stored.is_file():
+                # e.g. model.joblib from before: a pickle, never opened
+                raise OutdatedModelError(
+                    f"{cls.__name__}: the model has no {cls.MODEL_FILE}; it was trained by an "
+                    "older version, which stored a pickle (never loaded: it could run code). "
+                    "Retrain it: helpline train --force"
+                )
+            model = cls.load_model(stored)
         return cls(config, model_storage, resource, model)
