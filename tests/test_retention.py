@@ -286,13 +286,15 @@ def test_the_policy_comes_from_the_environment():
 
 def test_the_daily_run_applies_with_its_clock(db, world):
     daily = retention.start_daily(
-        lambda: Database(db.url, [KEY]), POLICY, None, interval=3600, clock=lambda: LATER, delay=0
-    )
+        lambda: Database(db.url, [KEY]), POLICY, lambda: db.url, interval=3600,
+        clock=lambda: LATER, delay=0,
+    )  # fmt: skip
     try:
         assert daily.ran.wait(60)
     finally:
         daily.stop()
     assert daily.report["closed"]["cases"] == 1
+    assert daily.report["tracker"] == {"days": 30, "conversations": 0}  # no events table here
     assert retained(db, world["closed"]).purged_at is not None
     off = retention.RetentionPolicy(None, None, None, None)
     assert retention.start_daily(lambda: db, off, None) is None

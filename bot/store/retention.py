@@ -334,6 +334,9 @@ def describe(report: Mapping[str, Mapping[str, int | None]], *, applied: bool) -
 # --- once a day, inside the system -----------------------------------------------------------
 
 
+Tracker = Engine | str | Callable[[], Engine | str | None] | None
+
+
 class Daily:
     """A daemon thread that applies retention every ``interval`` seconds, the first time
     ``delay`` seconds after it starts. It logs counts only; a failed run is logged (its type)
@@ -343,7 +346,7 @@ class Daily:
         self,
         db_factory: Callable[[], Database],
         policy: RetentionPolicy,
-        tracker: Engine | str | None,
+        tracker: Tracker,
         *,
         interval: float = DAY,
         delay: float = 60.0,
@@ -364,12 +367,17 @@ class Daily:
 
     def run_once(self) -> None:
         try:
+            # A factory finds the tracker store afresh (its SQLite file appears with the first
+            # conversation); an engine it made is disposed of here.
+            tracker = self.tracker() if callable(self.tracker) else self.tracker
             db = self.db_factory()
             try:
-                self.report = run(db, self.policy, tracker=self.tracker, apply=True,
+                self.report = run(db, self.policy, tracker=tracker, apply=True,
                                   now=self.clock())  # fmt: skip
             finally:
                 db.dispose()
+                if callable(self.tracker) and isinstance(tracker, Engine):
+                    tracker.dispose()
             for line in describe(self.report, applied=True):
                 logger.info("retention: %s", line)
         except Exception as exc:  # noqa: BLE001 - a daily job reports and tries again tomorrow
@@ -385,7 +393,7 @@ class Daily:
 def start_daily(
     db_factory: Callable[[], Database],
     policy: RetentionPolicy,
-    tracker: Engine | str | None,
+    tracker: Tracker,
     interval: float = DAY,
     clock: Callable[[], dt.datetime] = utcnow,
     *,
@@ -393,7 +401,8 @@ def start_daily(
 ) -> Daily | None:
     """Starts the daily retention of ``helpline run`` (None when every rule is off).
     ``db_factory`` opens a new ``Database`` for each run (disposed of after it); ``tracker``
-    is the tracker store's URL or engine, as for ``run``."""
+    is the tracker store's URL or engine, as for ``run``, or a function that returns one for
+    each run (``lambda: rekey.tracker_store_engine(endpoints_file)``)."""
     if not policy.enabled:
         logger.info("retention: every rule is off")
         return None
