@@ -555,8 +555,10 @@ def _intake_value(turn: Turn, slot: str) -> Any:
 
 def file_case(turn: Turn) -> None:
     if turn.slot("intake_cancelled"):
-        turn.say(m.INTAKE_CANCELLED)
-        clear_intake(turn)
+        erasing = turn.slot("awaiting") == "erase"  # the report stopped for the erase question
+        if not erasing:
+            turn.say(m.INTAKE_CANCELLED)
+        clear_intake(turn, awaiting=erasing)
         return
     intents = intake_intents(turn)
     category, urgency, indicators = assess(turn, intents)
@@ -612,11 +614,13 @@ def file_case(turn: Turn) -> None:
         turn.set("awaiting", "sms_fallback")
 
 
-def clear_intake(turn: Turn) -> None:
+def clear_intake(turn: Turn, awaiting: bool = False) -> None:
+    """The report's slots emptied; with ``awaiting``, the question the bot asked stays open."""
     for slot in (*INTAKE_SLOTS, "intake_cancelled", "intake_case", "requested_slot"):
         if turn.tracker.get_slot(slot) is not None:
             turn.set(slot, None)
-    turn.set("awaiting", None)
+    if not awaiting:
+        turn.set("awaiting", None)
 
 
 # --- case status -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 Every question can be skipped (the pack's ``skip`` words) and the worker can stop at any time
 (``cancel``): the form then ends at once and ``action_file_case`` says that no case was opened.
+The erase command stops it too, and asks whether to delete the worker's data.
 Answers are kept in the worker's own words; only yes/no and numbers are interpreted. A sign of
 danger in any answer triggers the emergency response at once, and the form goes on.
 """
@@ -84,6 +85,9 @@ class ValidateGrievanceForm(FormValidationAction):
 
     def read_answer(self, turn: Turn, slot: str) -> dict[str, Any]:
         if turn.command == "cancel":
+            return {"intake_cancelled": True, slot: SKIPPED}
+        if turn.command == "erase":  # never an answer: the report stops, erasure is asked
+            dialogue.ask_erase(turn)
             return {"intake_cancelled": True, slot: SKIPPED}
         if turn.command == "skip":
             return {slot: SKIPPED}

@@ -371,3 +371,20 @@ def test_twilio_deletion_waits_for_a_message_twilio_still_processes(fakes):
     twilio.fail_next(400, 1, twilio_error(400, 20009))  # "wait a minute"
     assert TwilioSender(settings).delete_stored(["SM" + "3" * 32], pauses=(0.05,)) == 1
     assert len(twilio.requests) == 2
+
+
+def test_the_erase_command_during_a_report_is_never_an_answer(services):
+    from actions.dialogue import SKIPPED
+    from actions.form import ValidateGrievanceForm
+
+    t = tracker("delete my data", "help", command="erase", slots={"requested_slot": "intake_what"})
+    dispatcher = CollectingDispatcher()
+    updates = asyncio.run(ValidateGrievanceForm().validate_answer("intake_what", dispatcher, t))
+    assert [msg["text"] for msg in dispatcher.messages] == [T.text("en", m.ERASE_CONFIRM)]
+    assert updates == {"awaiting": "erase", "intake_cancelled": True, "intake_what": SKIPPED}
+    # The report ends without a word; the erase question stays open.
+    events, said = run(a.ActionFileCase(), tracker("delete my data", "help", slots=updates))
+    assert said == []
+    assert events == [SlotSet("intake_what", None), SlotSet("intake_cancelled", None)]
+    _, said = run(a.ActionRoute(), tracker("1", "help", choice="1", slots={"awaiting": "erase"}))
+    assert said == [T.text("en", m.ERASE_DONE), T.text("en", m.ERASE_NOT_REACHED)]
