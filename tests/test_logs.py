@@ -208,3 +208,49 @@ def test_the_console_shows_ours_and_hides_library_noise():
     for shown in ("ours to fix", "a library's real problem", "telegram channel is on",
                   "an action line", "telemetry false"):  # fmt: skip
         assert shown in console, console
+
+
+# --- Rasa's training-data warnings that were ours --------------------------------------------
+def test_the_packs_entity_annotations_are_consistent_synonyms():
+    """Rasa turns every annotation with a value into a synonym of its text; one text, one value
+    ("myanmar" was both the language my and the country MM)."""
+    import warnings
+
+    from rasa.shared.nlu.training_data.loading import load_data
+    from rasa.shared.nlu.training_data.training_data import TrainingData
+
+    from bot import locale_packs
+
+    files = [str(f) for p in locale_packs.discover() for f in p.nlu_files]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TrainingData().merge(*[load_data(f) for f in files])
+    inconsistent = [
+        str(w.message) for w in caught if "inconsistent entity synonyms" in str(w.message)
+    ]
+    assert inconsistent == []
+
+
+@pytest.mark.parametrize("name", ["myanmar", "Myanmar", "indonesia", "thai", "မြန်မာ", "ไทย"])
+def test_a_name_that_is_a_country_and_a_language_is_read_as_the_question_asked(name):
+    from rasa_sdk import Tracker
+
+    from actions.language import country_after, language_after
+    from bot import locale_packs
+    from nlu.gazetteer import Gazetteer
+
+    found = Gazetteer.from_packs(locale_packs.discover()).extract(name)
+    assert {e["entity"] for e in found} == {"country", "language"}, found
+    country = next(e["value"] for e in found if e["entity"] == "country")
+    language = next(e["value"] for e in found if e["entity"] == "language")
+
+    def after(awaiting, intent):
+        message = {"text": name, "intent": {"name": intent}, "entities": found,
+                   "language": None, "language_confidence": 0.0}  # fmt: skip
+        t = Tracker("w", {"awaiting": awaiting}, message, [], False, None, {}, "action_listen")
+        return language_after(t, "en"), country_after(t, "KW")
+
+    assert after("language", "choose_language") == (language, "KW")  # not a destination
+    assert after("country", "choose_language")[0] == "en"  # a country answer keeps the language
+    if country not in ("MM", "ID"):  # where workers come from is never the destination
+        assert after("country", "help")[1] == country
