@@ -27,7 +27,7 @@ class Receiver:
 
     def __init__(self, delay: float = 0.0, statuses: tuple[int, ...] = (204,)) -> None:
         self.delay, self.statuses = delay, list(statuses)
-        self.received: list[tuple[dict, bytes, float]] = []
+        self.received: list[tuple[dict, bytes]] = []
         self.arrived = threading.Condition()
         receiver = self
 
@@ -37,25 +37,22 @@ class Receiver:
 
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                with receiver.arrived:  # before answering: the sender is done once answered
+                    receiver.received.append((dict(self.headers), body))
+                    receiver.arrived.notify_all()
                 time.sleep(receiver.delay)
-                status = (
-                    receiver.statuses.pop(0)
-                    if len(receiver.statuses) > 1
-                    else (receiver.statuses[0])
-                )
+                statuses = receiver.statuses
+                status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
                 self.send_response(status)
                 if status == 302:
                     self.send_header("Location", "/elsewhere")
                 self.end_headers()
-                with receiver.arrived:
-                    receiver.received.append((dict(self.headers), body, time.time()))
-                    receiver.arrived.notify_all()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[dict, bytes, float]]:
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[tuple[dict, bytes]]:
         with self.arrived:
             assert self.arrived.wait_for(lambda: len(self.received) >= count, timeout)
             return list(self.received)
@@ -99,7 +96,7 @@ def test_the_alert_returns_at_once_while_the_receiver_is_slow(receiver):
     took = time.monotonic() - started
     assert took < SLOW / 10, f"alert() took {took:.2f} s: it waited for the receiver"
 
-    headers, body, _ = server.wait_for(1)[0]
+    headers, body = server.wait_for(1)[0]
     notifier.close()
     assert signature_ok(headers, body)
     sent = json.loads(body)
@@ -125,7 +122,7 @@ def test_an_action_that_alerts_does_not_wait_for_the_receiver(receiver, services
     took = time.monotonic() - started
     assert took < SLOW / 2, f"the action took {took:.2f} s: it waited for the receiver"
 
-    headers, body, _ = server.wait_for(1)[0]
+    headers, body = server.wait_for(1)[0]
     services_module.get().notifier.close()
     assert signature_ok(headers, body)
     assert json.loads(body)["reason"] == "emergency"
@@ -138,7 +135,7 @@ def test_the_timestamp_is_the_time_of_each_attempt_and_the_id_stays(receiver):
     times = iter([1_700_000_000, 1_700_000_090])
     notifier = WebhookNotifier(server.url, SECRET, retry_seconds=0.05, clock=lambda: next(times))
     notifier.alert(EVENT)
-    (first_headers, first, _), (headers, second, _) = server.wait_for(2)
+    (first_headers, first), (headers, second) = server.wait_for(2)
     notifier.close()
     assert signature_ok(first_headers, first) and signature_ok(headers, second)
     first, second = json.loads(first), json.loads(second)
