@@ -5,13 +5,15 @@ helpline parse [--model PATH]     messages on stdin, one JSON object per line on
 helpline run                      train if needed, then start the Rasa server
 helpline locales check|summary    validate the locale packs
 helpline cases list|show [REF]    the case store, for operators (also reply, assign, status,
-                                  urgency, note, release)
+                                  urgency, note, release, hold, unhold)
 helpline orgs add NAME            an organisation (the first is the deploying one); also
                                   set-response NAME immediate=15 high=240 normal=2880
 helpline users add EMAIL --org NAME --role ROLE   a dashboard account (also disable, reset)
 helpline dashboard                the caseworkers' dashboard alone (make run starts it too)
 helpline db upgrade               bring the case store's schema up to date
 helpline keygen                   a new key for HELPLINE_ENCRYPTION_KEY
+helpline rekey                    re-encrypt everything under the newest key
+helpline retention run [--apply]  delete what the retention rules say is due (dry run by default)
 """
 
 from __future__ import annotations
@@ -425,6 +427,14 @@ def _serve(args, settings, model, api, endpoints, endpoints_file, credentials_fi
     )
     from rasa.__main__ import main as rasa_main
 
+    from bot.store import open_database, rekey, retention
+
+    # Retention once a day inside the system (counts in the log and the audit trail).
+    daily = retention.start_daily(
+        lambda: open_database(settings),
+        retention.RetentionPolicy.from_settings(settings),
+        lambda: rekey.tracker_store_engine(endpoints_file),
+    )
     # The channels' queue checks the action server before handing it a worker's message.
     os.environ["HELPLINE_ACTIONS_URL"] = endpoints["action_endpoint"]["url"]
 
@@ -436,6 +446,8 @@ def _serve(args, settings, model, api, endpoints, endpoints_file, credentials_fi
     try:
         rasa_main()
     finally:
+        if daily is not None:
+            daily.stop()
         actions.stop()
         if dashboard is not None:
             dashboard.stop()
@@ -549,6 +561,11 @@ def cmd_cases(args: argparse.Namespace) -> int:
                     ) else ""
                     print(f"{message.case.reference}: reply queued on {message.channel}{held};"
                           " the running helpline sends it")  # fmt: skip
+                    return 0
+                if args.action in ("hold", "unhold"):
+                    case = service.set_legal_hold(session, actor, reference, args.action == "hold")
+                    print(f"{case.reference}: legal hold {'on' if case.legal_hold else 'off'}"
+                          " (retention deletes nothing of a case on hold)")  # fmt: skip
                     return 0
                 if args.action == "assign":
                     case = service.assign(session, actor, reference, text or None)
@@ -760,7 +777,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "action",
-        choices=["list", "show", "reply", "assign", "status", "urgency", "note", "release"],
+        choices=["list", "show", "reply", "assign", "status", "urgency", "note", "release",
+                 "hold", "unhold"],  # fmt: skip
     )
     p.add_argument("reference", nargs="?", help="case reference (HX-123456)")
     p.add_argument(
@@ -803,6 +821,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="bring the case store's schema up to date")
     p.add_argument("action", choices=["upgrade"])
     p.set_defaults(func=cmd_db)
+
+    from bot.store import rekey, retention
+
+    rekey.register(sub)
+    retention.register(sub)
 
     p = sub.add_parser("keygen", help="print a new encryption key for HELPLINE_ENCRYPTION_KEY")
     p.set_defaults(func=cmd_keygen)

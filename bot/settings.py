@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     notify_secret: str = Field("", env="HELPLINE_NOTIFY_SECRET")
     emergency_contacts: str = Field("", env="HELPLINE_EMERGENCY_CONTACTS")
     crisis_lines: str = Field("", env="HELPLINE_CRISIS_LINES")
+    # Retention (bot/store/retention.py): days; 0 or never: kept until a person deletes it.
+    retain_closed_days: int | None = Field(365, env="HELPLINE_RETAIN_CLOSED_DAYS", ge=1)
+    retain_resolved_days: int | None = Field(None, env="HELPLINE_RETAIN_RESOLVED_DAYS", ge=1)
+    retain_no_case_days: int | None = Field(90, env="HELPLINE_RETAIN_NO_CASE_DAYS", ge=1)
+    retain_tracker_days: int | None = Field(30, env="HELPLINE_RETAIN_TRACKER_DAYS", ge=1)
     # The action server as the channels' queue reaches it (set by `helpline run`).
     actions_url: str = Field("", env="HELPLINE_ACTIONS_URL")
 
@@ -142,6 +147,19 @@ class Settings(BaseSettings):
     @validator("trust_forwarded", "simulator", pre=True)
     def _flag(cls, value):  # noqa: N805
         return flag(value)
+
+    @validator(
+        "retain_closed_days", "retain_resolved_days", "retain_no_case_days",
+        "retain_tracker_days", pre=True,
+    )  # fmt: skip
+    def _days(cls, value):  # noqa: N805
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text in ("0", "never", *_FALSE):
+                return None
+            if not text.isdigit():
+                raise ValueError(f"must be a number of days, or never, not {value!r}")
+        return value
 
     @validator(
         "database_url", "public_url", "telegram_api_base", "twilio_api_base", "notify_webhook"

@@ -271,17 +271,25 @@ def test_tracker_events_go_only_for_silent_conversations(db):
 # --- settings, daily run, command ------------------------------------------------------------
 
 
+def policy_of(environ: dict) -> retention.RetentionPolicy:
+    from bot import settings
+
+    return retention.RetentionPolicy.from_settings(
+        settings.load({"HELPLINE_ENV": "development", **environ})
+    )
+
+
 def test_the_policy_comes_from_the_environment():
-    assert retention.RetentionPolicy.from_environ({}) == retention.RetentionPolicy(
+    assert policy_of({}) == retention.RetentionPolicy(
         closed_days=365, resolved_days=None, no_case_days=90, tracker_days=30
     )
-    policy = retention.RetentionPolicy.from_environ({
+    policy = policy_of({
         "HELPLINE_RETAIN_CLOSED_DAYS": "730", "HELPLINE_RETAIN_RESOLVED_DAYS": "400",
         "HELPLINE_RETAIN_NO_CASE_DAYS": "never", "HELPLINE_RETAIN_TRACKER_DAYS": "0",
     })  # fmt: skip
     assert policy == retention.RetentionPolicy(730, 400, None, None)
     with pytest.raises(SettingsError, match="HELPLINE_RETAIN_CLOSED_DAYS"):
-        retention.RetentionPolicy.from_environ({"HELPLINE_RETAIN_CLOSED_DAYS": "a year"})
+        policy_of({"HELPLINE_RETAIN_CLOSED_DAYS": "a year"})
 
 
 def test_the_daily_run_applies_with_its_clock(db, world):

@@ -35,7 +35,6 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -61,16 +60,8 @@ logger = logging.getLogger(__name__)
 
 ACTOR = "retention"  # who deleted, in the audit trail
 SYSTEM = service.Actor(label=ACTOR, role="system")
-OFF = ("0", "never", "off", "no", "false")
 BATCH = 500  # ids per IN (...) list: well under SQLite's limit of bound parameters
 DAY = 86400.0
-# Variable, default (days; None: off).
-VARIABLES: dict[str, tuple[str, int | None]] = {
-    "closed_days": ("HELPLINE_RETAIN_CLOSED_DAYS", 365),
-    "resolved_days": ("HELPLINE_RETAIN_RESOLVED_DAYS", None),
-    "no_case_days": ("HELPLINE_RETAIN_NO_CASE_DAYS", 90),
-    "tracker_days": ("HELPLINE_RETAIN_TRACKER_DAYS", 30),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,24 +74,14 @@ class RetentionPolicy:
     tracker_days: int | None = 30
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> RetentionPolicy:
-        """The policy from ``HELPLINE_RETAIN_*_DAYS`` (a whole number of days; 0 or ``never``:
-        off; unset: the default)."""
-        from bot.settings import SettingsError
-
-        environ = os.environ if environ is None else environ
-        values = {}
-        for field, (variable, default) in VARIABLES.items():
-            raw = (environ.get(variable) or "").strip().lower()
-            if not raw:
-                values[field] = default
-            elif raw in OFF:
-                values[field] = None
-            elif raw.isdigit():
-                values[field] = int(raw)
-            else:
-                raise SettingsError(f"{variable} must be a number of days, or never, not {raw!r}")
-        return cls(**values)
+    def from_settings(cls, settings) -> RetentionPolicy:
+        """The policy of ``bot.settings`` (``HELPLINE_RETAIN_*_DAYS``)."""
+        return cls(
+            closed_days=settings.retain_closed_days,
+            resolved_days=settings.retain_resolved_days,
+            no_case_days=settings.retain_no_case_days,
+            tracker_days=settings.retain_tracker_days,
+        )
 
     @property
     def case_rules(self) -> dict[str, int | None]:
@@ -419,11 +400,12 @@ def cmd_retention(args: argparse.Namespace) -> int:
     from bot.settings import load
     from bot.store import open_database
 
-    policy = RetentionPolicy.from_environ()
+    settings = load()
+    policy = RetentionPolicy.from_settings(settings)
     tracker = None
     if policy.tracker_days is not None:
         tracker = args.tracker_url or rekey.tracker_store_engine(args.endpoints)
-    db = open_database(load())
+    db = open_database(settings)
     try:
         report = run(db, policy, tracker=tracker, apply=args.apply)
     finally:
