@@ -11,7 +11,7 @@ import threading
 
 from bot import locale_packs
 from bot import settings as settings_module
-from bot.emergency import Notifier, load_contacts, load_crisis_lines, notifier_from_env
+from bot.emergency import Notifier, load_contacts, load_crisis_lines, notifier_from_settings
 from bot.i18n import Translations
 from bot.rights import RightsAnswers
 from bot.store import repository
@@ -68,15 +68,15 @@ class Services:
 
     @functools.cached_property
     def contacts(self):
-        return load_contacts(self._contacts_file)
+        return load_contacts(self._contacts_file or self.settings.emergency_contacts or None)
 
     @functools.cached_property
     def crisis_lines(self):
-        return load_crisis_lines(self._crisis_lines_file)
+        return load_crisis_lines(self._crisis_lines_file or self.settings.crisis_lines or None)
 
     @functools.cached_property
     def notifier(self) -> Notifier:
-        return self._notifier or notifier_from_env()
+        return self._notifier or notifier_from_settings(self.settings)
 
     def pseudonym(self, channel: str, sender_id: str) -> str:
         """The contact's key: our channels already send an HMAC; anything else (the REST

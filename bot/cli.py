@@ -725,9 +725,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from bot.store.crypto import generate_key
+    from bot.store.crypto import generate_key, generate_token
 
-    print(generate_key())
+    print(generate_token() if args.token else generate_key())
     return 0
 
 
@@ -828,6 +828,11 @@ def build_parser() -> argparse.ArgumentParser:
     retention.register(sub)
 
     p = sub.add_parser("keygen", help="print a new encryption key for HELPLINE_ENCRYPTION_KEY")
+    p.add_argument(
+        "--token", action="store_true",
+        help="a random token instead (HELPLINE_PSEUDONYM_KEY, TELEGRAM_WEBHOOK_SECRET,"
+        " HELPLINE_NOTIFY_SECRET)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("locales", help="check or summarise the locale packs")

@@ -24,14 +24,13 @@ import http.client
 import ipaddress
 import json
 import logging
-import os
 import queue
 import threading
 import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -57,12 +56,12 @@ def load_crisis_lines(path: Path | str | None = None) -> dict[str, list[Contact]
     """Suicide and self-harm crisis lines: ``bot/data/crisis_lines.yml`` or the file
     ``HELPLINE_CRISIS_LINES`` names; the same format as the emergency contacts."""
     return load_contacts(
-        path or os.environ.get("HELPLINE_CRISIS_LINES") or DEFAULT_CRISIS_LINES_FILE
+        path or DEFAULT_CRISIS_LINES_FILE
     )
 
 
 def load_contacts(path: Path | str | None = None) -> dict[str, list[Contact]]:
-    path = Path(path or os.environ.get("HELPLINE_EMERGENCY_CONTACTS") or DEFAULT_CONTACTS_FILE)
+    path = Path(path or DEFAULT_CONTACTS_FILE)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -235,18 +234,6 @@ def _loopback(host: str | None) -> bool:
         return False
 
 
-def notifier_settings(environ: Mapping[str, str] | None = None) -> tuple[str, str, bool]:
-    """HELPLINE_NOTIFY_WEBHOOK, HELPLINE_NOTIFY_SECRET, and whether this is production (no
-    HELPLINE_ENV means production, as in bot/settings.py)."""
-    environ = os.environ if environ is None else environ
-    env = (environ.get("HELPLINE_ENV") or "production").strip().lower()
-    return (
-        (environ.get("HELPLINE_NOTIFY_WEBHOOK") or "").strip(),
-        (environ.get("HELPLINE_NOTIFY_SECRET") or "").strip(),
-        env == "production",
-    )
-
-
 def check_notifier(url: str, secret: str, *, production: bool) -> None:
     """The start-up check of the alert webhook: ``NotifierConfigError`` says what to fix."""
     if not url:
@@ -259,9 +246,14 @@ def check_notifier(url: str, secret: str, *, production: bool) -> None:
         )
 
 
-def notifier_from_env(environ: Mapping[str, str] | None = None) -> Notifier:
-    url, secret, production = notifier_settings(environ)
-    check_notifier(url, secret, production=production)
-    if url:
-        return WebhookNotifier(url, secret or None)
+def notifier_from_settings(settings=None) -> Notifier:
+    """The notifier of ``bot.settings`` (``HELPLINE_NOTIFY_WEBHOOK``, ``HELPLINE_NOTIFY_SECRET``;
+    ``settings.load`` has already run ``check_notifier``)."""
+    if settings is None:
+        from bot.settings import load
+
+        settings = load()
+    check_notifier(settings.notify_webhook, settings.notify_secret, production=settings.production)
+    if settings.notify_webhook:
+        return WebhookNotifier(settings.notify_webhook, settings.notify_secret or None)
     return LogNotifier()

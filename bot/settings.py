@@ -193,6 +193,27 @@ def _secret(values: dict, field: str, variable: str, env: str, purpose: str) -> 
     values.setdefault("_development_keys", []).append(variable)
 
 
+def _check_strength(settings: Settings, development_keys: list[str]) -> None:
+    """In production (and beside a real Telegram account), configured secrets strong enough to
+    protect anything; everywhere, an alert webhook that may be used."""
+    from bot.emergency import NotifierConfigError, check_notifier
+    from bot.store.crypto import check_pseudonym_key, check_webhook_secret
+
+    checks = []
+    if settings.telegram_secret and (settings.production or settings.telegram_real):
+        checks.append((check_webhook_secret, settings.telegram_secret))
+    if settings.production and "HELPLINE_PSEUDONYM_KEY" not in development_keys:
+        checks.append((check_pseudonym_key, settings.pseudonym_key))
+    try:
+        for check, value in checks:
+            check(value)  # the message names the variable, never the value
+        check_notifier(
+            settings.notify_webhook, settings.notify_secret, production=settings.production
+        )
+    except (ValueError, NotifierConfigError) as exc:
+        raise SettingsError(str(exc)) from exc
+
+
 def load(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings of this process, checked; ``SettingsError`` says what to fix."""
     environ = os.environ if environ is None else environ
@@ -222,6 +243,7 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                 "HELPLINE_ENCRYPTION_KEY is not a valid key (32 url-safe base64-encoded bytes);"
                 " generate one with `helpline keygen`"
             ) from exc
+    _check_strength(settings, development_keys)
     if development_keys:
         real = [name for name, on in (("Telegram", settings.telegram_real),
                                       ("Twilio", settings.twilio_real)) if on]  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from bot.store import repository as repo
 from bot.store.crypto import generate_key
 
 ROOT = Path(__file__).resolve().parent.parent
+PSEUDONYM_KEY = secrets.token_urlsafe(32)
 
 
 def test_production_refuses_a_missing_key():
@@ -90,7 +92,7 @@ def test_cases_list_and_show(tmp_path):
         "HELPLINE_ENV": "production",
         "HELPLINE_DATABASE_URL": url,
         "HELPLINE_ENCRYPTION_KEY": key,
-        "HELPLINE_PSEUDONYM_KEY": "p" * 32,
+        "HELPLINE_PSEUDONYM_KEY": PSEUDONYM_KEY,
     }
 
     listed = run_cli("cases", "list", "--format", "json", "--language", "ne", env=env)
@@ -195,7 +197,7 @@ def test_an_unusable_value_names_its_variable(variable, value, message):
 
 @pytest.mark.parametrize("value", ["1", "true", "YES", "on"])
 def test_one_way_to_read_a_boolean(value):
-    keys = {"HELPLINE_ENCRYPTION_KEY": generate_key(), "HELPLINE_PSEUDONYM_KEY": "k" * 40}
+    keys = {"HELPLINE_ENCRYPTION_KEY": generate_key(), "HELPLINE_PSEUDONYM_KEY": PSEUDONYM_KEY}
     on = settings.load({"HELPLINE_ENV": "production", **keys, "HELPLINE_SIMULATOR": value})
     assert on.simulator_on
 
@@ -205,7 +207,7 @@ def test_public_surface_is_loopback_development_only():
 
     dev = settings.load({"HELPLINE_ENV": "development"})
     prod = settings.load({"HELPLINE_ENV": "production", "HELPLINE_ENCRYPTION_KEY": generate_key(),
-                          "HELPLINE_PSEUDONYM_KEY": "k" * 40})  # fmt: skip
+                          "HELPLINE_PSEUDONYM_KEY": PSEUDONYM_KEY})  # fmt: skip
     assert public_surface(dev, "127.0.0.1") == (True, [])
     assert public_surface(dev, "0.0.0.0") == (False, list(UNSAFE_CHANNELS))
     assert public_surface(prod, "127.0.0.1") == (False, list(UNSAFE_CHANNELS))
@@ -250,3 +252,30 @@ def test_processes_refuse_a_schema_that_is_not_current_and_replicas_never_race(t
         with admin.connect() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+@pytest.mark.parametrize(
+    ("variable", "weak", "environment"),
+    [
+        ("HELPLINE_PSEUDONYM_KEY", "p" * 40, {}),
+        ("HELPLINE_PSEUDONYM_KEY", "short-key", {}),
+        ("TELEGRAM_WEBHOOK_SECRET", "s3cret", {}),
+        ("TELEGRAM_WEBHOOK_SECRET", "a secret with spaces and enough length", {}),
+    ],
+)
+def test_weak_secrets_are_refused_in_production(variable, weak, environment):
+    env = {"HELPLINE_ENV": "production", "HELPLINE_ENCRYPTION_KEY": generate_key(),
+           "HELPLINE_PSEUDONYM_KEY": PSEUDONYM_KEY, variable: weak, **environment}  # fmt: skip
+    with pytest.raises(settings.SettingsError, match=variable) as refused:
+        settings.load(env)
+    assert weak not in str(refused.value)  # the message never quotes the secret
+    env[variable] = secrets.token_urlsafe(32)
+    assert settings.load(env).production
+
+
+def test_keygen_makes_keys_and_tokens_that_pass_the_checks():
+    key = run_cli("keygen", env={}).stdout.decode().strip()
+    token = run_cli("keygen", "--token", env={}).stdout.decode().strip()
+    loaded = settings.load({"HELPLINE_ENV": "production", "HELPLINE_ENCRYPTION_KEY": key,
+                            "HELPLINE_PSEUDONYM_KEY": token, "TELEGRAM_WEBHOOK_SECRET": token})
+    assert loaded.encryption_keys == (key,) and loaded.telegram_secret == token
