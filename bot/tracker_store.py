@@ -1,9 +1,20 @@
-"""Rasa's SQL tracker store, with erasure.
+"""Rasa's SQL tracker store, encrypted, with erasure, retention and key rotation.
+
+Rasa keeps every event of a conversation as a JSON row: the worker's words, every slot (the
+intake answers) and every reply (one of them says the case's secret code). Here each event's
+JSON is encrypted with the case store's keys (``HELPLINE_ENCRYPTION_KEY``, MultiFernet: the
+first key encrypts, every key decrypts), so the tracker store holds no conversation in clear.
+Rasa's other columns say who and when, never what: ``sender_id`` is our pseudonym (an HMAC of
+channel and address), ``type_name`` the kind of event, ``timestamp`` its time, and
+``intent_name``/``action_name`` a name of the domain's (anything else, such as a message's own
+words parsed as an ``/intent``, is not kept there). A row written before encryption (plain JSON)
+is still read, and ``reencrypt`` encrypts it: upgrading loses nothing.
 
 When a worker confirms that their data must be deleted, the action sets the slot ``erased``.
-On the next save this store deletes every stored event of that conversation and keeps only a
-fresh start (with the conversation's language), so the transcript in Rasa's store goes too, not
-only the case store's copy. Configured in ``endpoints.yml``:
+On that save this store deletes every stored event of the conversation, of every session, and
+keeps only a fresh start with the conversation's language, so Rasa's copy of the transcript goes
+too, not only the case store's. On SQLite, ``secure_delete`` overwrites what is deleted.
+Configured in ``endpoints.yml``:
 
     tracker_store:
       type: bot.tracker_store.HelplineTrackerStore
@@ -13,40 +24,212 @@ only the case store's copy. Configured in ``endpoints.yml``:
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
 import logging
+from collections.abc import Iterable, Iterator
 
 from rasa.core.tracker_store import SQLTrackerStore
-from rasa.shared.core.events import ActionExecuted, SessionStarted, SlotSet
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, Event, SessionStarted, SlotSet
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.shared.nlu.constants import INTENT_NAME_KEY
+from sqlalchemy import bindparam, create_engine, delete, event, func, inspect, select, update
+from sqlalchemy.engine import Engine
+
+from bot.store.crypto import FieldCipher
 
 logger = logging.getLogger(__name__)
 
 ERASED_SLOT = "erased"
+EVENTS = SQLTrackerStore.SQLEvent.__table__
+BATCH = 500  # rows re-encrypted per transaction
 
 
 def erasure_requested(tracker: DialogueStateTracker) -> bool:
     return any(isinstance(e, SlotSet) and e.key == ERASED_SLOT and e.value for e in tracker.events)
 
 
+def secure_delete(dbapi_connection, _record) -> None:
+    """SQLite overwrites deleted rows in the file (an erased conversation is not recoverable
+    from free pages). The setting lasts a connection: set on each as it opens."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA secure_delete=ON")
+    cursor.close()
+
+
+def _seal(cipher: FieldCipher, data: dict) -> str:
+    return cipher.encrypt(json.dumps(data))
+
+
+def _plain(cipher: FieldCipher, stored: str) -> str:
+    """An event's JSON. A row written before encryption is JSON already (a Fernet token never
+    starts with ``{``)."""
+    return stored if stored.lstrip().startswith("{") else cipher.decrypt(stored)
+
+
+def _names(domain: Domain) -> tuple[set[str], set[str]]:
+    """The intent names and the action, form and slot names an event may show in clear."""
+    actions = set(domain.action_names_or_texts) - set(domain.action_texts)
+    return set(domain.intents), actions | set(domain.form_names) | {s.name for s in domain.slots}
+
+
 class HelplineTrackerStore(SQLTrackerStore):
+    def __init__(
+        self, domain: Domain | None = None, *, cipher: FieldCipher | None = None, **kwargs
+    ) -> None:
+        """``cipher`` defaults to the case store's (``HELPLINE_ENCRYPTION_KEY``); the other
+        arguments are Rasa's (``endpoints.yml``)."""
+        super().__init__(domain, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", secure_delete)
+            self.engine.dispose()  # connections opened before the listener are not reused
+        if cipher is None:
+            from bot import settings
+
+            cipher = FieldCipher(settings.load().encryption_keys)
+        self.cipher = cipher
+
     async def save(self, tracker: DialogueStateTracker) -> None:
-        if not erasure_requested(tracker):
-            await super().save(tracker)
-            return
-        language = tracker.get_slot("language")
+        """Rasa's save, with each event encrypted; an erasure replaces the whole stored
+        conversation with a fresh start in one transaction."""
+        erase = erasure_requested(tracker)
+        if erase:
+            tracker = self._fresh_start(tracker)
+        await self.stream_events(tracker)
         with self.session_scope() as session:
-            deleted = (
-                session.query(self.SQLEvent)
-                .filter(self.SQLEvent.sender_id == tracker.sender_id)
-                .delete(synchronize_session=False)
-            )
+            deleted = 0
+            if erase:
+                deleted = (
+                    session.query(self.SQLEvent)
+                    .filter(self.SQLEvent.sender_id == tracker.sender_id)
+                    .delete(synchronize_session=False)
+                )
+            intents, actions = _names(self.domain)
+            for new in self._additional_events(session, tracker):
+                session.add(self._row(tracker.sender_id, new, intents, actions))
             session.commit()
+        if erase:
+            logger.info("conversation erased: %d stored events deleted", deleted)
+
+    def _fresh_start(self, tracker: DialogueStateTracker) -> DialogueStateTracker:
+        """What stays of an erased conversation: a new session in the worker's language."""
+        language = tracker.get_slot("language")
         events = [ActionExecuted("action_session_start"), SessionStarted()]
         if language:
             events.append(SlotSet("language", language))
         events.append(ActionExecuted("action_listen"))
-        fresh = DialogueStateTracker.from_events(
+        return DialogueStateTracker.from_events(
             tracker.sender_id, events, slots=self.domain.slots if self.domain else None
         )
-        await super().save(fresh)
-        logger.info("conversation erased: %d stored events deleted", deleted)
+
+    def _row(self, sender_id: str, new: Event, intents: set[str], actions: set[str]):
+        data = new.as_dict()
+        intent = ((data.get("parse_data") or {}).get("intent") or {}).get(INTENT_NAME_KEY)
+        action = data.get("name")
+        return self.SQLEvent(
+            sender_id=sender_id,
+            type_name=new.type_name,
+            timestamp=data.get("timestamp"),
+            intent_name=intent if intent in intents else None,
+            action_name=action if action in actions else None,
+            data=_seal(self.cipher, data),
+        )
+
+    async def _retrieve(
+        self, sender_id: str, fetch_events_from_all_sessions: bool
+    ) -> DialogueStateTracker | None:
+        with self.session_scope() as session:
+            rows = self._event_query(
+                session, sender_id, fetch_events_from_all_sessions=fetch_events_from_all_sessions
+            ).all()
+            events = [json.loads(_plain(self.cipher, row.data)) for row in rows]
+        if not (self.domain and events):
+            return None
+        return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
+
+
+Target = SQLTrackerStore | Engine | str  # a tracker store, its engine, or its database URL
+
+
+@contextlib.contextmanager
+def _events_engine(target: Target) -> Iterator[Engine | None]:
+    """The tracker store's engine (made from a URL here, and disposed of after), or None while
+    it has no events table (no conversation was ever stored)."""
+    if isinstance(target, (SQLTrackerStore, Engine)):
+        engine, made_here = getattr(target, "engine", target), False
+    else:
+        engine, made_here = create_engine(target, future=True), True
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", secure_delete)
+    try:
+        yield engine if inspect(engine).has_table(EVENTS.name) else None
+    finally:
+        if made_here:
+            engine.dispose()
+
+
+def reencrypt(store_or_engine: Target, keys: Iterable[str]) -> int:
+    """Encrypts every stored event again under the newest key (the first of ``keys``; every
+    key decrypts), rows written before encryption included, so that an old key can be retired
+    (``helpline rekey``). Returns how many events were rewritten."""
+    cipher = FieldCipher(list(keys))
+    rewrite = (
+        update(EVENTS).where(EVENTS.c.id == bindparam("row_id")).values(data=bindparam("sealed"))
+    )
+    rewritten, last = 0, -1
+    with _events_engine(store_or_engine) as engine:
+        while engine is not None:
+            with engine.begin() as connection:
+                rows = connection.execute(
+                    select(EVENTS.c.id, EVENTS.c.data)
+                    .where(EVENTS.c.id > last, EVENTS.c.data.is_not(None))
+                    .order_by(EVENTS.c.id)
+                    .limit(BATCH)
+                ).all()
+                if not rows:
+                    break
+                sealed = [
+                    {"row_id": row_id, "sealed": cipher.encrypt(_plain(cipher, data))}
+                    for row_id, data in rows
+                ]
+                connection.execute(rewrite, sealed)
+            rewritten, last = rewritten + len(rows), rows[-1].id
+    return rewritten
+
+
+def delete_silent(engine_or_url: Target, older_than: dt.datetime, *, dry_run=False) -> int:
+    """Deletes every event of each conversation whose latest event is older than
+    ``older_than`` (a naive time is UTC): the retention of conversations gone silent. Returns
+    how many conversations; with ``dry_run`` only counts them."""
+    if older_than.tzinfo is None:
+        older_than = older_than.replace(tzinfo=dt.timezone.utc)
+    silent = (
+        select(EVENTS.c.sender_id)
+        .group_by(EVENTS.c.sender_id)
+        .having(func.max(EVENTS.c.timestamp) < older_than.timestamp())
+    )
+    with _events_engine(engine_or_url) as engine:
+        if engine is None:
+            return 0
+        with engine.begin() as connection:
+            count = connection.execute(
+                select(func.count()).select_from(silent.subquery())
+            ).scalar_one()
+            if count and not dry_run:
+                connection.execute(delete(EVENTS).where(EVENTS.c.sender_id.in_(silent)))
+    return count
+
+
+def erase_conversations(engine_or_url: Target, sender_ids: Iterable[str]) -> int:
+    """Deletes every event of these conversations (a worker's other channels, when their
+    erasure reaches them); returns how many events."""
+    sender_ids = list(sender_ids)
+    with _events_engine(engine_or_url) as engine:
+        if engine is None or not sender_ids:
+            return 0
+        with engine.begin() as connection:
+            return connection.execute(
+                delete(EVENTS).where(EVENTS.c.sender_id.in_(sender_ids))
+            ).rowcount
