@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -254,3 +255,93 @@ def test_a_name_that_is_a_country_and_a_language_is_read_as_the_question_asked(n
     assert after("country", "choose_language")[0] == "en"  # a country answer keeps the language
     if country not in ("MM", "ID"):  # where workers come from is never the destination
         assert after("country", "help")[1] == country
+
+
+# --- Everything a run logs ----------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_whole_run_logs_no_number_chat_text_or_secret(tmp_path, model):
+    """Real Twilio and Telegram messages (fake providers on loopback) and an action that fails
+    on a message the queue handed over; then the server's log (Rasa, the channels' queue and
+    the action server) is read: no phone number, chat id, message text or configured secret."""
+    import json
+    import sqlite3
+    import time
+    import urllib.request
+
+    from cryptography.fernet import Fernet
+
+    from bot.store.repository import pseudonym
+    from tests.fake_providers import FakeTelegram, FakeTwilio, signed_twilio_post
+    from tests.live_server import start
+
+    said = ["zq" + secrets.token_hex(6) for _ in range(3)]
+    phone, chat = (
+        "+6017" + str(secrets.randbelow(10**7)).zfill(7),
+        5550000000 + secrets.randbelow(10**6),
+    )
+    keys = {
+        "HELPLINE_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "HELPLINE_PSEUDONYM_KEY": secrets.token_urlsafe(32),
+        "TWILIO_AUTH_TOKEN": secrets.token_hex(16),
+        "TELEGRAM_BOT_TOKEN": f"{secrets.randbelow(10**9)}:{secrets.token_urlsafe(30)}",
+        "TELEGRAM_WEBHOOK_SECRET": secrets.token_urlsafe(32),
+    }
+    telegram, twilio = FakeTelegram(), FakeTwilio()
+    sid, number, public = "AC" + "4" * 32, "+15550004444", "https://helpline.example.org"
+    server, stop = start(tmp_path, {
+        **keys, "TELEGRAM_API_BASE": telegram.url, "TWILIO_ACCOUNT_SID": sid,
+        "TWILIO_SMS_NUMBER": number, "TWILIO_API_BASE": twilio.url, "HELPLINE_PUBLIC_URL": public,
+        "HELPLINE_CHANNEL_RETRY_SECONDS": "0.5", "HELPLINE_CHANNEL_MAX_ATTEMPTS": "2",
+    })  # fmt: skip
+    try:
+
+        def sms(text: str) -> None:
+            form = {"AccountSid": sid, "MessageSid": f"SM{secrets.token_hex(16)}", "To": number,
+                    "From": phone, "Body": text, "NumMedia": "0"}  # fmt: skip
+            status = signed_twilio_post(
+                server.base, form, auth_token=keys["TWILIO_AUTH_TOKEN"], public_url=public
+            )
+            assert status == 200
+
+        sms(f"my boss keeps my passport {said[0]} call {phone}")
+        twilio.wait_for("Messages.json", 1)
+        update = {"update_id": secrets.randbelow(10**6), "message": {
+            "message_id": 1, "date": 1700000000, "text": f"hello {said[1]}",
+            "chat": {"id": chat, "type": "private"},
+            "from": {"id": chat, "is_bot": False, "first_name": "W"}}}  # fmt: skip
+        request = urllib.request.Request(
+            f"{server.base}/webhooks/telegram/webhook", data=json.dumps(update).encode(),
+            headers={"Content-Type": "application/json",
+                     "X-Telegram-Bot-Api-Secret-Token": keys["TELEGRAM_WEBHOOK_SECRET"]},
+        )  # fmt: skip
+        assert urllib.request.urlopen(request, timeout=60).status == 200
+        telegram.wait_for("sendMessage", 1)
+        # The SMS worker's conversation gets a slot no action can read (through Rasa's API,
+        # on loopback in development): their next message's action fails.
+        sender = pseudonym(keys["HELPLINE_PSEUDONYM_KEY"], "sms", phone)
+        broken = {"event": "slot", "name": "case_ref", "value": {"note": said[2]}}
+        urllib.request.urlopen(urllib.request.Request(
+            f"{server.base}/conversations/{sender}/tracker/events", method="POST",
+            data=json.dumps(broken).encode(), headers={"Content-Type": "application/json"},
+        ), timeout=60).read()  # fmt: skip
+        sms(f"hello again {said[2]}")
+        deadline, state = time.monotonic() + 120, None
+        while time.monotonic() < deadline:
+            with sqlite3.connect(tmp_path / "cases.db") as db:
+                state = db.execute(
+                    "SELECT status, error FROM messages WHERE direction = 'in' AND channel = 'sms'"
+                    " ORDER BY id DESC LIMIT 1"
+                ).fetchone()
+            if state == ("caseworker", "action_failed"):
+                break
+            time.sleep(0.5)
+        # Retried, then left for a person: the message was not lost, nor answered as done.
+        assert state == ("caseworker", "action_failed")
+    finally:
+        stop()
+        telegram.close()
+        twilio.close()
+    log = server.log.read_text(encoding="utf-8", errors="replace")
+    assert re.search(r"action \w+ failed \(\w+\)", log)  # what failed, without details
+    for clear in [*said, phone, phone[1:], str(chat), *keys.values()]:
+        assert clear not in log, clear
