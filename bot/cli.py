@@ -411,11 +411,12 @@ The helpline ({settings.env}) is starting on {base}, its action server on
 
 
 def _serve(args, settings, model, api, endpoints, endpoints_file, credentials_file) -> int:
-    # The action server binds loopback only (rasa-sdk's default is every address). Restarted if
+    # The action server (bot/action_server.py: rasa-sdk's with our logging) binds loopback only
+    # (rasa-sdk's default is every address). Restarted if
     # it dies (with backoff) while Rasa runs: the channels' queue retries meanwhile.
     child_env = {**os.environ, "SANIC_HOST": "127.0.0.1"}
     actions = Supervisor(
-        [sys.executable, "-m", "rasa_sdk", "--actions", "actions",
+        [sys.executable, "-m", "bot.action_server", "--actions", "actions",
          "--port", str(args.actions_port)],
         cwd=ROOT, env=child_env,
     ).start()  # fmt: skip
@@ -843,10 +844,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _quiet_logs() -> None:
-    """Logs to stderr at WARNING: stdout is for results, and debug logs carry message text."""
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
-    )
+    """Logs to stderr at WARNING: stdout is for results, and debug logs carry message text.
+    Library noise is hidden and Rasa's records that would quote a worker are cut (bot/logs.py)."""
+    from bot import logs
+
+    logs.configure("helpline", logging.WARNING)
     from rasa.utils.log_utils import configure_structlog
 
     configure_structlog(logging.WARNING)

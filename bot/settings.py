@@ -33,6 +33,7 @@ _PLACEHOLDERS = {"", "changeme", "change-me", "secret", "xxx", "todo", "replace-
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 REAL_TELEGRAM_API = "https://api.telegram.org"
 REAL_TWILIO_API = "https://api.twilio.com"
+_warned: set[str] = set()
 
 
 class SettingsError(RuntimeError):
@@ -253,8 +254,9 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
                 " account is configured: development keys protect nothing. Generate keys with"
                 " `helpline keygen` and set them."
             )
-        logger.warning(
-            "%s not set: using the development key (HELPLINE_ENV=%s)",
-            " and ".join(development_keys), env,
-        )  # fmt: skip
+        warning = (f"{' and '.join(development_keys)} not set: using the development key"
+                   f" (HELPLINE_ENV={env})")  # fmt: skip
+        if warning not in _warned:  # once per process, not at every load
+            _warned.add(warning)
+            logger.warning(warning)
     return settings

@@ -52,6 +52,7 @@ def test_no_environment_means_production():
 
 
 def test_development_works_without_setup(caplog):
+    settings._warned.clear()  # the warning is said once per process
     s = settings.load({"HELPLINE_ENV": "development"})
     assert s.development and s.encryption_keys and s.pseudonym_key
     assert s.database_url.startswith("sqlite:///") and s.database_url.endswith("helpline.db")

@@ -1036,7 +1036,10 @@ def create_app(database: Database, config: Config) -> Starlette:
 
 def from_settings(settings=None) -> Starlette:
     """The application for ``helpline dashboard`` (uvicorn's factory)."""
+    from bot import logs
     from bot import settings as settings_module
+
+    logs.configure("dashboard")
     from bot.store import open_database
 
     settings = settings or settings_module.load()
