@@ -45,7 +45,8 @@ def language_after(tracker: Tracker, current: str | None) -> str | None:
         current,
         message.get("language"),
         float(message.get("language_confidence") or 0.0),
-        message.get("text") or "",
+        # As typed: the normaliser drops the slash of Telegram's "/start" (a bot command).
+        message.get("original_text") or message.get("text") or "",
         requested,
     )
 

@@ -9,7 +9,12 @@ What it does, in order:
 2. detects Burmese typed in the Zawgyi font encoding and converts it to Unicode;
 3. applies Unicode NFC, so that the same letter typed two ways is one letter;
 4. turns native digits (Bengali ১২, Devanagari १२, Myanmar ၁၂, Thai ๑๒, and every other Unicode
-   decimal digit) into ASCII digits, so that amounts and case references read as numbers.
+   decimal digit) into ASCII digits, so that amounts and case references read as numbers;
+5. drops the slashes a message starts with: Rasa reads ``/emergency`` or
+   ``/affirm{"case_ref": "HX-1"}`` as an intent and entities given outright, at confidence 1,
+   and ``/restart`` wipes the conversation (its ``RegexMessageHandler``, which runs after the
+   whole pipeline on the text the pipeline leaves). A worker's message is never an instruction:
+   ``/emergency`` is read as the word "emergency". Our buttons send numbers, never ``/...``.
 
 The text as the worker typed it is kept in the message under ``original_text``.
 """
@@ -38,6 +43,8 @@ _CONTROL = regex.compile(r"[\p{Cc}--[\t\n]]", flags=regex.V1)
 _SPACES = regex.compile(r"\s+")
 _MYANMAR = regex.compile(r"\p{Myanmar}")
 _NON_ASCII_DIGIT = regex.compile(r"[\p{Nd}--[0-9]]", flags=regex.V1)
+# Rasa's INTENT_MESSAGE_PREFIX ("/"), however many, with the spaces around them.
+_INTENT_PREFIX = regex.compile(r"^(?:\s*/)+\s*")
 
 
 @functools.lru_cache(maxsize=1)
@@ -76,6 +83,11 @@ def strip_invisible(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+def without_intent_prefix(text: str) -> str:
+    """``text`` without the leading slashes that would make Rasa take it as an intent."""
+    return _INTENT_PREFIX.sub("", text)
+
+
 def normalize(text: str, zawgyi_threshold: float = DEFAULT_ZAWGYI_THRESHOLD) -> tuple[str, str]:
     """Normalise one message; returns the text and what conversion was applied (or "")."""
     conversion = ""
@@ -86,7 +98,7 @@ def normalize(text: str, zawgyi_threshold: float = DEFAULT_ZAWGYI_THRESHOLD) -> 
         if converted != text:
             text, conversion = converted, "zawgyi"
     text = unicodedata.normalize("NFC", text)
-    return ascii_digits(text), conversion
+    return without_intent_prefix(ascii_digits(text)), conversion
 
 
 # Scripts by their letters. Latin is what is left.

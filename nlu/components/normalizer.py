@@ -1,7 +1,11 @@
 """Rasa component: script normalisation, the first step of the pipeline (see ``nlu.script``).
 
 The text as the worker typed it is kept in the message under ``original_text``; when Zawgyi was
-converted, ``script_conversion`` says so.
+converted, ``script_conversion`` says so. It also drops the slashes a message starts with, so
+that Rasa's ``RegexMessageHandler`` (the last step of every Rasa model, after this pipeline)
+never reads a worker's ``/emergency`` or ``/affirm{"case_ref": ...}`` as an intent given
+outright, nor ``/restart`` as an order to wipe the conversation: whatever the entry (the
+channels' queue, the REST channel, the simulator, ``/model/parse``), the text passes here.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ SCRIPT_CONVERSION = "script_conversion"
 
 @DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER], is_trainable=False)
 class ScriptNormalizer(GraphComponent):
-    """Rasa component: NFC, Zawgyi to Unicode, invisible characters, native digits."""
+    """Rasa component: NFC, Zawgyi to Unicode, invisible characters, native digits, no
+    ``/intent`` shortcut."""
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
