@@ -2,8 +2,9 @@
 
 Telegram and Twilio are fake servers on loopback; python-telegram-bot's `Bot` and the twilio
 client in the server talk to them. Every payload is sent with a valid, a missing and a wrong
-signature; the valid ones must be stored and answered through the provider's API exactly once,
-the others refused with 403 before anything is stored. Then hostile input, and a grep of the
+signature; the valid ones must be stored and answered through the provider's API exactly once
+(a replay is acknowledged and not stored again), the others refused with 403 before anything is
+stored. Then hostile input, and a grep of the
 whole run's log for phone numbers, chat ids, tokens and message text.
 """
 
@@ -178,7 +179,8 @@ def test_telegram_payloads(channels, label, kind, taken):
             with db.session() as s:
                 message = s.query(Message).filter_by(provider_id=str(update["update_id"])).one()
                 assert len(message.attachments) == 1 and message.attachments[0].size > 0
-        assert send_telegram(server, update) == 403  # replayed: refused, processed once
+        assert send_telegram(server, update) == 200  # replayed: acknowledged, processed once
+        assert stored(db, str(update["update_id"]))
 
 
 TWILIO_CASES = [("SMS", "sms", "sms"), ("WhatsApp text", "whatsapp", "whatsapp"),
@@ -212,7 +214,8 @@ def test_twilio_payloads(channels, label, kind, channel):
             message = s.query(Message).filter_by(provider_id=params["MessageSid"]).one()
             assert [a.data for a in message.attachments] == [b"\xff\xd8 whatsapp photo"]
     assert reply["From"] == ("whatsapp:+15550002222" if channel == "whatsapp" else "+15550001111")
-    assert send_twilio(server, params) == 403  # replayed
+    assert send_twilio(server, params) == 200  # replayed: acknowledged, processed once
+    assert stored(db, params["MessageSid"])
 
 
 def test_twilio_status_callback(channels):

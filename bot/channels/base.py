@@ -2,10 +2,12 @@
 
 A provider module (``telegram.py``, ``twilio.py``) says how to verify a request, how to read
 the messages out of it, what to answer the provider, and how to send a reply. This base does
-the rest, the same way for every provider: a request that fails verification gets 403 and one
-log line without the payload, before anything is parsed; an accepted message is stored before
-the acknowledgement; a duplicate (same provider id) is refused with 403; processing happens in
-the background (``bot.channels.inbox``).
+the rest, the same way for every provider: a body over ``HELPLINE_WEBHOOK_MAX_BYTES`` gets 413
+and one log line, before it is read in full (the route streams it); a request that fails
+verification gets 403 and one log line without the payload, before anything is parsed; an
+accepted message is stored before the acknowledgement; a duplicate (same provider id) is
+acknowledged like the first delivery (a provider retries anything but a 2xx) and not processed
+again; processing happens in the background (``bot.channels.inbox``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,27 @@ from bot.store.repository import SIMULATED_PREFIX  # the web simulator's address
 
 logger = logging.getLogger(__name__)
 
+
+async def read_body(request: Request, limit: int) -> bool:
+    """Reads the body of a streamed route (``stream=True``) into ``request.body``, at most
+    ``limit`` bytes: False, with nothing kept, when the declared length or the bytes that come
+    (chunked bodies declare none) are more. Sanic then reads the rest and throws it away, so
+    the sender gets the answer rather than a reset connection."""
+    declared = request.headers.get("Content-Length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return False
+    body = bytearray()
+    async for chunk in request.stream:
+        body += chunk
+        if len(body) > limit:
+            return False
+    request.body = bytes(body)
+    return True
+
+
+def too_large(name: str, limit: int) -> response.HTTPResponse:
+    logger.warning("%s: request refused, body over %d bytes", name, limit)
+    return response.json({"error": f"request body over {limit} bytes"}, status=413)
 
 
 class SenderRouter(Sender):
@@ -134,12 +157,14 @@ class HelplineChannel(InputChannel):
         async def health(request: Request) -> response.HTTPResponse:
             return response.json({"status": "ok" if self.enabled else "off"})
 
-        @blueprint.route("/webhook", methods=["POST"])
+        @blueprint.route("/webhook", methods=["POST"], stream=True)
         async def receive(request: Request) -> response.HTTPResponse:
             if not self.enabled:
                 return response.json({"error": f"{self.name()} channel is off"}, status=503)
             if getattr(self, "polling", False):
                 return response.json({"error": "polling mode: no webhook"}, status=503)
+            if not await read_body(request, self.settings.webhook_max_bytes):
+                return too_large(f"{self.name()} webhook", self.settings.webhook_max_bytes)
             if not self.verify(request):
                 logger.warning("%s webhook: request refused (signature or secret)", self.name())
                 return response.json({"error": "forbidden"}, status=403)
@@ -150,14 +175,11 @@ class HelplineChannel(InputChannel):
                 return response.json({"error": str(exc)}, status=400)
             inbox = self.inbox()
             inbox.on_new_message = on_new_message
-            accepted = []
             for message in messages:
                 contact_id = inbox.accept(message)
-                if contact_id is None:
-                    logger.warning("%s webhook: duplicate delivery refused", self.name())
-                    return response.json({"error": "duplicate"}, status=403)
-                accepted.append(contact_id)
-            for contact_id in accepted:
+                if contact_id is None:  # a provider's retry: acknowledged, processed once
+                    logger.info("%s webhook: duplicate delivery acknowledged", self.name())
+                    continue
                 inbox.schedule(contact_id)
             return self.acknowledge()
 
@@ -173,7 +195,7 @@ def shared_inbox(settings: channel_config.ChannelSettings) -> Inbox:
     if _shared is None:
         from bot import locale_packs
         from bot import settings as app_settings
-        from bot.emergency import notifier_from_env
+        from bot.emergency import notifier_from_settings
         from bot.store import open_database
 
         app = app_settings.load()
@@ -183,7 +205,7 @@ def shared_inbox(settings: channel_config.ChannelSettings) -> Inbox:
             settings,
             senders={},
             packs=locale_packs.discover(),
-            notifier=notifier_from_env(),
+            notifier=notifier_from_settings(app),
             actions_health_url=_actions_health_url(),
         )
     return _shared

@@ -8,8 +8,14 @@ servers on loopback.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+
+# HELPLINE_TRUST_FORWARDED=true, kept for compatibility: a proxy on this machine.
+LOOPBACK_PROXIES = ("127.0.0.1", "::1")
+WEBHOOK_MAX_BYTES = 256 * 1024  # a webhook's body, at most (Telegram's and Twilio's are a few KB)
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,13 +29,26 @@ class ChannelSettings:
     twilio_sms_number: str
     twilio_whatsapp_sender: str
     twilio_api_base: str
-    trust_forwarded: bool  # behind a proxy: rebuild the public URL from X-Forwarded-* headers
     sms_segment_budget: int
     media_max_bytes: int
     max_attempts: int
     retry_base_seconds: float
     env: str = "development"  # HELPLINE_ENV
     simulator: bool = False  # the local web simulator (bot/channels/simulator.py) is served
+    # The proxies whose X-Forwarded-Proto/Host are believed (the URL Twilio signed); from any
+    # other address those headers are ignored and HELPLINE_PUBLIC_URL is the URL.
+    trusted_proxies: tuple[Network, ...] = ()
+    webhook_max_bytes: int = WEBHOOK_MAX_BYTES
+
+    def trusts(self, address: str) -> bool:
+        """Whether a request from ``address`` (the socket's peer) comes from a trusted proxy."""
+        try:
+            ip = ipaddress.ip_address(address.strip("[]"))
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # an IPv4 client on a dual-stack socket
+        return any(ip in network for network in self.trusted_proxies)
 
     @property
     def telegram_on(self) -> bool:
@@ -56,6 +75,24 @@ def simulator_enabled(env: str, flag: str) -> bool:
     return env == "development"
 
 
+def trusted_proxies(proxies: str, trust_forwarded: str = "") -> tuple[Network, ...]:
+    """``HELPLINE_TRUSTED_PROXIES`` (comma-separated addresses or CIDR networks), plus 127.0.0.1
+    and ::1 when the older ``HELPLINE_TRUST_FORWARDED`` says true. ``ValueError`` names a bad
+    entry."""
+    from bot.settings import flag
+
+    entries: Iterable[str] = [p.strip() for p in proxies.split(",") if p.strip()]
+    if flag(trust_forwarded):  # a yes/no value; anything else is an error
+        entries = [*entries, *LOOPBACK_PROXIES]
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"HELPLINE_TRUSTED_PROXIES: {entry!r} is not an address") from exc
+    return tuple(networks)
+
+
 def load(environ: Mapping[str, str] | None = None) -> ChannelSettings:
     env = os.environ if environ is None else environ
 
@@ -73,11 +110,14 @@ def load(environ: Mapping[str, str] | None = None) -> ChannelSettings:
         twilio_sms_number=get("TWILIO_SMS_NUMBER"),
         twilio_whatsapp_sender=get("TWILIO_WHATSAPP_SENDER"),
         twilio_api_base=get("TWILIO_API_BASE", "https://api.twilio.com").rstrip("/"),
-        trust_forwarded=get("HELPLINE_TRUST_FORWARDED").lower() in ("1", "true", "yes"),
         sms_segment_budget=int(get("HELPLINE_SMS_SEGMENT_BUDGET", "4")),
         media_max_bytes=int(get("HELPLINE_MEDIA_MAX_BYTES", str(20 * 1024 * 1024))),
         max_attempts=int(get("HELPLINE_CHANNEL_MAX_ATTEMPTS", "5")),
         retry_base_seconds=float(get("HELPLINE_CHANNEL_RETRY_SECONDS", "2")),
         env=helpline_env,
         simulator=simulator_enabled(helpline_env, get("HELPLINE_SIMULATOR")),
+        trusted_proxies=trusted_proxies(
+            get("HELPLINE_TRUSTED_PROXIES"), get("HELPLINE_TRUST_FORWARDED")
+        ),
+        webhook_max_bytes=int(get("HELPLINE_WEBHOOK_MAX_BYTES", str(WEBHOOK_MAX_BYTES))),
     )

@@ -27,7 +27,9 @@ On in development (the default ``HELPLINE_ENV``), or anywhere with ``HELPLINE_SI
 off in test and production unless so enabled, and with ``HELPLINE_SIMULATOR=false``: then its
 routes answer 404 and one log line says it is off. It is served by the Rasa server itself, on
 the address ``helpline run`` binds (127.0.0.1 by default). Simulated conversations are stored in
-the case store like real ones. Log lines carry no text and no worker id.
+the case store like real ones. Log lines carry no text and no worker id. A worker is only ever
+the number the simulator gave (always ``sim:<number>`` in the queue), never a pseudonym or a
+real address, so nobody can act as a real worker here; a request body over 64 KB is a 413.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from typing import Any
 from sanic import Blueprint, response
 from sanic.request import Request
 
-from bot.channels.base import SIMULATED_PREFIX, HelplineChannel, Rejected
+from bot.channels.base import SIMULATED_PREFIX, HelplineChannel, Rejected, read_body, too_large
 from bot.channels.inbox import Inbound, Sender, SendError
 from bot.channels.telegram import TelegramSender
 from bot.channels.twilio import TwilioSender
@@ -231,8 +233,6 @@ def _body(request: Request, allowed: set[str], required: set[str]) -> dict:
         # Also what stops another web page from posting here: a cross-site JSON request needs
         # a CORS preflight, which this route does not answer.
         raise Rejected("Content-Type must be application/json")
-    if len(request.body or b"") > BODY_LIMIT:
-        raise Rejected(f"request larger than {BODY_LIMIT} bytes")
     try:
         body = json.loads((request.body or b"").decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
@@ -429,10 +429,12 @@ class SimulatorInput(HelplineChannel):
                 "sms_segment_budget": self.settings.sms_segment_budget,
             })  # fmt: skip
 
-        @blueprint.route("/workers", methods=["POST"])
+        @blueprint.route("/workers", methods=["POST"], stream=True)
         async def new_worker(request: Request) -> response.HTTPResponse:
             if not self.enabled:
                 return off()
+            if not await read_body(request, BODY_LIMIT):
+                return too_large("simulator", BODY_LIMIT)
             try:
                 body = _body(request, {"channel", "language"}, {"channel"})
                 channel = _channel(body["channel"])
@@ -450,10 +452,12 @@ class SimulatorInput(HelplineChannel):
                 {"worker": worker, "channel": channel, "language": language, "greeting": greeting}
             )
 
-        @blueprint.route("/webhook", methods=["POST"])
+        @blueprint.route("/webhook", methods=["POST"], stream=True)
         async def receive(request: Request) -> response.HTTPResponse:
             if not self.enabled:
                 return off()
+            if not await read_body(request, BODY_LIMIT):
+                return too_large("simulator", BODY_LIMIT)
             try:
                 body = _body(request, {"channel", "worker", "text", "callback"},
                              {"channel", "worker"})  # fmt: skip

@@ -1,7 +1,9 @@
 """Telegram: ``POST /webhooks/telegram/webhook``.
 
 Verified by ``X-Telegram-Bot-Api-Secret-Token`` (the secret given to ``setWebhook``; compared in
-constant time) before the body is read; Telegram's API is never called to "verify" an update.
+constant time) before the body is parsed, and only once its size is known to be within
+``HELPLINE_WEBHOOK_MAX_BYTES`` (413 otherwise); Telegram's API is never called to "verify" an
+update. An update delivered again (same ``update_id``) is acknowledged and not processed twice.
 Updates are read with python-telegram-bot's ``Update.de_json``; replies go out through its
 ``Bot`` (``TELEGRAM_API_BASE`` points it elsewhere, for tests). Private chats only: a group is
 no place for a worker's complaint, so group updates are acknowledged and dropped, as are edits

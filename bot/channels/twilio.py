@@ -3,9 +3,13 @@ status callback ``POST /webhooks/twilio/status``.
 
 Verified with twilio's ``RequestValidator`` (``X-Twilio-Signature``, HMAC-SHA1 of the URL and
 the form parameters with the auth token) against the public URL Twilio called:
-``HELPLINE_PUBLIC_URL`` plus the path, or, with ``HELPLINE_TRUST_FORWARDED=true`` behind a
-proxy, the ``X-Forwarded-Proto``/``X-Forwarded-Host`` headers. A request for another account
-is refused too. WhatsApp addresses carry the ``whatsapp:`` prefix and are their own channel.
+``HELPLINE_PUBLIC_URL`` plus the path or, for a request from a proxy named in
+``HELPLINE_TRUSTED_PROXIES``, the ``X-Forwarded-Proto``/``X-Forwarded-Host`` it sets (from any
+other address those headers are ignored: a forged host cannot make a signature valid). A request
+for another account is refused too. Delivery status callbacks only move a reply forward
+(``record_status``): a replayed or late one changes nothing. Bodies over
+``HELPLINE_WEBHOOK_MAX_BYTES`` get 413 (``base.read_body``). WhatsApp addresses carry the
+``whatsapp:`` prefix and are their own channel.
 Replies go out through the twilio client (``TWILIO_API_BASE`` points it elsewhere, for tests);
 SMS replies are split at sentence ends into numbered one-segment parts, never more than
 ``HELPLINE_SMS_SEGMENT_BUDGET`` (default 4) per reply: longer ones are shortened.
@@ -21,7 +25,7 @@ import time
 from sanic import Blueprint, response
 from sanic.request import Request
 
-from bot.channels.base import HelplineChannel, Rejected
+from bot.channels.base import HelplineChannel, Rejected, read_body, too_large
 from bot.channels.inbox import Inbound, Sender, SendError
 from bot.sms import split_for_sms
 
@@ -31,6 +35,11 @@ WHATSAPP_WINDOW_CLOSED = 63016  # "outside the allowed window": a template messa
 # Pauses (seconds) before trying again to delete what Twilio would not delete yet (erasure).
 ERASE_PAUSES = (60.0, 300.0, 1800.0)
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+# Twilio's delivery statuses that say a reply reached the phone, and those that say it never
+# will. Only a reply we hold as "sent" takes either: Twilio's order is sent < delivered < read,
+# and failed/undelivered exclude delivered, so anything else is a replay or came late.
+REACHED = ("delivered", "read")
+NOT_DELIVERED = ("failed", "undelivered")
 
 
 class TwilioSender(Sender):
@@ -182,7 +191,7 @@ class TwilioInput(HelplineChannel):
 
     def public_url(self, request: Request) -> str:
         path = request.path + (f"?{request.query_string}" if request.query_string else "")
-        if self.settings.trust_forwarded:
+        if self.settings.trusts(request.ip):
             proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0]
             host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0]
             return f"{proto.strip()}://{host.strip()}{path}"
@@ -228,10 +237,12 @@ class TwilioInput(HelplineChannel):
         return {"sms": sender, "whatsapp": sender}
 
     def extra_routes(self, blueprint: Blueprint) -> None:
-        @blueprint.route("/status", methods=["POST"])
+        @blueprint.route("/status", methods=["POST"], stream=True)
         async def status(request: Request) -> response.HTTPResponse:
             if not self.enabled:
                 return response.json({"error": "twilio channel is off"}, status=503)
+            if not await read_body(request, self.settings.webhook_max_bytes):
+                return too_large("twilio status callback", self.settings.webhook_max_bytes)
             if not self.verify(request):
                 logger.warning("twilio status callback: request refused (signature)")
                 return response.json({"error": "forbidden"}, status=403)
@@ -244,6 +255,11 @@ class TwilioInput(HelplineChannel):
             return self.acknowledge()
 
     def record_status(self, sid: str, status: str, error_code: str | None) -> None:
+        """A reply's delivery status, forward only: ``sent`` becomes ``delivered`` (``read``
+        counts as delivered) or ``failed`` (or, for a closed WhatsApp window, goes by SMS or
+        is held), once. A callback for a reply in any other state (delivered, failed, queued
+        for its remaining SMS parts) changes nothing: a replayed ``failed`` never marks a
+        delivered reply failed nor sends it again."""
         from sqlalchemy import select
 
         from bot.store.models import Message
@@ -253,11 +269,11 @@ class TwilioInput(HelplineChannel):
             message = session.execute(
                 select(Message).where(Message.provider_id == sid, Message.direction == "out")
             ).scalar_one_or_none()
-            if message is None:
+            if message is None or message.status != "sent":
                 return
-            if status in ("delivered", "read"):
+            if status in REACHED:
                 message.status = "delivered"
-            elif status in ("failed", "undelivered"):
+            elif status in NOT_DELIVERED:
                 if str(error_code) == str(WHATSAPP_WINDOW_CLOSED):
                     inbox.window_closed(message)  # by SMS if the worker agreed, else held
                     return
