@@ -8,7 +8,8 @@ so that it needs no set-up. It protects nothing, so it is refused whenever a cre
 real provider is set (Telegram or Twilio, pointing at their real servers).
 
 ``load()`` reads ``os.environ`` (or a mapping, in tests) and returns a frozen ``Settings``;
-``channel_settings()`` and the other modules read theirs from it, so a boolean is parsed one way
+``parse()`` does the same without the secrets' checks. The channels (``bot.channels.config``),
+the notifier, retention and the dashboard read theirs from it, so a boolean is parsed one way
 everywhere (``1 true yes on`` / ``0 false no off``).
 """
 
@@ -36,7 +37,7 @@ REAL_TWILIO_API = "https://api.twilio.com"
 _warned: set[str] = set()
 
 
-class SettingsError(RuntimeError):
+class SettingsError(ValueError):
     """A setting is missing or unusable; the message tells the operator what to do."""
 
 
@@ -215,25 +216,38 @@ def _check_strength(settings: Settings, development_keys: list[str]) -> None:
         raise SettingsError(str(exc)) from exc
 
 
-def load(environ: Mapping[str, str] | None = None) -> Settings:
-    """The settings of this process, checked; ``SettingsError`` says what to fix."""
-    environ = os.environ if environ is None else environ
+def _values(environ: Mapping[str, str]) -> dict:
     values: dict = {}
     for name, field in Settings.__fields__.items():
-        variable = field.field_info.extra["env"]
-        raw = environ.get(variable)
+        raw = environ.get(field.field_info.extra["env"])
         if raw is not None and raw.strip() != "":
             values[name] = raw.strip()
+    return values
+
+
+def _build(values: dict) -> Settings:
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(f"unusable setting: {_field_errors(exc)}") from exc
+
+
+def parse(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings, typed and checked, without the secrets' checks: for a part that needs no
+    key (the channels' own settings, a test). A process starts with ``load``."""
+    return _build(_values(os.environ if environ is None else environ))
+
+
+def load(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings of this process, checked; ``SettingsError`` says what to fix."""
+    values = _values(os.environ if environ is None else environ)
     env = (values.get("env") or "production").strip().lower()
     if env not in ENVIRONMENTS:
         raise SettingsError(f"HELPLINE_ENV must be one of {', '.join(ENVIRONMENTS)}, not {env!r}")
     _secret(values, "encryption_keys", "HELPLINE_ENCRYPTION_KEY", env, "encryption")
     _secret(values, "pseudonym_key", "HELPLINE_PSEUDONYM_KEY", env, "pseudonym")
     development_keys = values.pop("_development_keys", [])
-    try:
-        settings = Settings(**values)
-    except ValidationError as exc:
-        raise SettingsError(f"unusable setting: {_field_errors(exc)}") from exc
+    settings = _build(values)
     from cryptography.fernet import Fernet
 
     for key in settings.encryption_keys:

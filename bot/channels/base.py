@@ -212,7 +212,7 @@ def shared_inbox(settings: channel_config.ChannelSettings) -> Inbox:
 
 
 def _actions_health_url() -> str | None:
-    import os
+    from bot.settings import parse
 
-    url = os.environ.get("HELPLINE_ACTIONS_URL", "").strip()
+    url = parse().actions_url  # HELPLINE_ACTIONS_URL, set by `helpline run`
     return url.replace("/webhook", "/health") if url else None

@@ -1,4 +1,4 @@
-"""Channel settings, from the environment (see README, `.env.example`).
+"""The channels' settings: their view of ``bot.settings`` (the one typed settings module).
 
 A channel whose credentials are missing is off: one log line says so, and its webhook answers
 503. API base URLs are settings so that tests (and sandboxes) can point the real clients at fake
@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 # HELPLINE_TRUST_FORWARDED=true, kept for compatibility: a proxy on this machine.
 LOOPBACK_PROXIES = ("127.0.0.1", "::1")
@@ -63,61 +62,38 @@ class ChannelSettings:
         )
 
 
-def simulator_enabled(env: str, flag: str) -> bool:
-    """The web simulator is on in development unless ``HELPLINE_SIMULATOR`` says otherwise, and
-    anywhere else (test, production) only when ``HELPLINE_SIMULATOR`` explicitly says true: it
-    lets whoever reaches the server chat as a worker."""
-    flag = flag.strip().lower()
-    if flag in ("1", "true", "yes", "on"):
-        return True
-    if flag in ("0", "false", "no", "off"):
-        return False
-    return env == "development"
+def trusted_proxies(proxies: tuple[str, ...], trust_forwarded: bool = False) -> tuple[Network, ...]:
+    """``HELPLINE_TRUSTED_PROXIES`` (addresses or CIDR networks, checked by ``bot.settings``),
+    plus 127.0.0.1 and ::1 when the older ``HELPLINE_TRUST_FORWARDED`` says true."""
+    entries = [*proxies, *(LOOPBACK_PROXIES if trust_forwarded else ())]
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
 
 
-def trusted_proxies(proxies: str, trust_forwarded: str = "") -> tuple[Network, ...]:
-    """``HELPLINE_TRUSTED_PROXIES`` (comma-separated addresses or CIDR networks), plus 127.0.0.1
-    and ::1 when the older ``HELPLINE_TRUST_FORWARDED`` says true. ``ValueError`` names a bad
-    entry."""
-    from bot.settings import flag
-
-    entries: Iterable[str] = [p.strip() for p in proxies.split(",") if p.strip()]
-    if flag(trust_forwarded):  # a yes/no value; anything else is an error
-        entries = [*entries, *LOOPBACK_PROXIES]
-    networks = []
-    for entry in entries:
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError as exc:
-            raise ValueError(f"HELPLINE_TRUSTED_PROXIES: {entry!r} is not an address") from exc
-    return tuple(networks)
+def from_settings(settings) -> ChannelSettings:
+    """The channels' view of ``bot.settings``."""
+    return ChannelSettings(
+        public_url=settings.public_url,
+        telegram_token=settings.telegram_token,
+        telegram_secret=settings.telegram_secret,
+        telegram_api_base=settings.telegram_api_base,
+        twilio_account_sid=settings.twilio_account_sid,
+        twilio_auth_token=settings.twilio_auth_token,
+        twilio_sms_number=settings.twilio_sms_number,
+        twilio_whatsapp_sender=settings.twilio_whatsapp_sender,
+        twilio_api_base=settings.twilio_api_base,
+        sms_segment_budget=settings.sms_segment_budget,
+        media_max_bytes=settings.media_max_bytes,
+        max_attempts=settings.max_attempts,
+        retry_base_seconds=settings.retry_base_seconds,
+        env=settings.env,
+        simulator=settings.simulator_on,
+        trusted_proxies=trusted_proxies(settings.trusted_proxies, settings.trust_forwarded),
+        webhook_max_bytes=settings.webhook_max_bytes,
+    )
 
 
 def load(environ: Mapping[str, str] | None = None) -> ChannelSettings:
-    env = os.environ if environ is None else environ
+    """The channels' settings from the environment (``bot.settings.parse``: no key needed)."""
+    from bot.settings import parse
 
-    def get(name: str, default: str = "") -> str:
-        return (env.get(name) or default).strip()
-
-    helpline_env = get("HELPLINE_ENV", "production").lower()  # none: production
-    return ChannelSettings(
-        public_url=get("HELPLINE_PUBLIC_URL").rstrip("/"),
-        telegram_token=get("TELEGRAM_BOT_TOKEN"),
-        telegram_secret=get("TELEGRAM_WEBHOOK_SECRET"),
-        telegram_api_base=get("TELEGRAM_API_BASE", "https://api.telegram.org").rstrip("/"),
-        twilio_account_sid=get("TWILIO_ACCOUNT_SID"),
-        twilio_auth_token=get("TWILIO_AUTH_TOKEN"),
-        twilio_sms_number=get("TWILIO_SMS_NUMBER"),
-        twilio_whatsapp_sender=get("TWILIO_WHATSAPP_SENDER"),
-        twilio_api_base=get("TWILIO_API_BASE", "https://api.twilio.com").rstrip("/"),
-        sms_segment_budget=int(get("HELPLINE_SMS_SEGMENT_BUDGET", "4")),
-        media_max_bytes=int(get("HELPLINE_MEDIA_MAX_BYTES", str(20 * 1024 * 1024))),
-        max_attempts=int(get("HELPLINE_CHANNEL_MAX_ATTEMPTS", "5")),
-        retry_base_seconds=float(get("HELPLINE_CHANNEL_RETRY_SECONDS", "2")),
-        env=helpline_env,
-        simulator=simulator_enabled(helpline_env, get("HELPLINE_SIMULATOR")),
-        trusted_proxies=trusted_proxies(
-            get("HELPLINE_TRUSTED_PROXIES"), get("HELPLINE_TRUST_FORWARDED")
-        ),
-        webhook_max_bytes=int(get("HELPLINE_WEBHOOK_MAX_BYTES", str(WEBHOOK_MAX_BYTES))),
-    )
+    return from_settings(parse(environ))
