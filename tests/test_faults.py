@@ -476,12 +476,14 @@ class Helpline:
         return "\n".join(p.read_text(errors="replace") for p in self.logs)
 
     def action_server_pid(self) -> int | None:
-        """The rasa_sdk child of the server (any thread's: the supervisor starts it again)."""
+        """The action server child of the server (``python -m bot.action_server``, rasa-sdk's
+        server with our logging; any thread's: the supervisor starts it again)."""
         pid = self.server.process.pid
         for task in Path(f"/proc/{pid}/task").iterdir():
             try:
                 for child in (task / "children").read_text().split():
-                    if b"rasa_sdk" in Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0"):
+                    argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+                    if b"bot.action_server" in argv:
                         return int(child)
             except FileNotFoundError:  # a thread or a child that has just ended
                 continue
