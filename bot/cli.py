@@ -270,9 +270,8 @@ class Supervisor:
         backoff: float = 1.0,
         max_backoff: float = 30.0,
         grace: float = 10.0,
-        env: dict[str, str] | None = None,
     ) -> None:
-        self.command, self.name, self.cwd, self.env = list(command), name, cwd, env
+        self.command, self.name, self.cwd = list(command), name, cwd
         self.backoff, self.max_backoff, self.grace = backoff, max_backoff, grace
         self.restarts = 0
         self.process: subprocess.Popen | None = None
@@ -282,7 +281,7 @@ class Supervisor:
         self._thread: threading.Thread | None = None
 
     def _spawn(self) -> None:
-        self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env)
+        self.process = subprocess.Popen(self.command, cwd=self.cwd)
         self._started = time.monotonic()
 
     def start(self) -> Supervisor:
@@ -411,18 +410,17 @@ The helpline ({settings.env}) is starting on {base}, its action server on
 
 
 def _serve(args, settings, model, api, endpoints, endpoints_file, credentials_file) -> int:
-    # The action server (bot/action_server.py: rasa-sdk's with our logging) binds loopback only
-    # (rasa-sdk's default is every address). Restarted if
-    # it dies (with backoff) while Rasa runs: the channels' queue retries meanwhile.
-    child_env = {**os.environ, "SANIC_HOST": "127.0.0.1"}
+    # The action server (bot/action_server.py: rasa-sdk's with our logging) binds 127.0.0.1
+    # unless SANIC_HOST says otherwise (rasa-sdk's default is every address). Restarted if it
+    # dies (with backoff) while Rasa runs: the channels' queue retries meanwhile.
     actions = Supervisor(
         [sys.executable, "-m", "bot.action_server", "--actions", "actions",
          "--port", str(args.actions_port)],
-        cwd=ROOT, env=child_env,
+        cwd=ROOT,
     ).start()  # fmt: skip
     dashboard = (
         Supervisor(dashboard_command("127.0.0.1", args.dashboard_port), name="dashboard",
-                   cwd=ROOT, env=child_env).start()  # fmt: skip
+                   cwd=ROOT).start()  # fmt: skip
         if args.dashboard_port
         else None
     )

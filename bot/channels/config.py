@@ -13,7 +13,6 @@ from collections.abc import Mapping
 
 # HELPLINE_TRUST_FORWARDED=true, kept for compatibility: a proxy on this machine.
 LOOPBACK_PROXIES = ("127.0.0.1", "::1")
-WEBHOOK_MAX_BYTES = 256 * 1024  # a webhook's body, at most (Telegram's and Twilio's are a few KB)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -32,12 +31,12 @@ class ChannelSettings:
     media_max_bytes: int
     max_attempts: int
     retry_base_seconds: float
-    env: str = "development"  # HELPLINE_ENV
-    simulator: bool = False  # the local web simulator (bot/channels/simulator.py) is served
+    env: str  # HELPLINE_ENV
+    simulator: bool  # the local web simulator (bot/channels/simulator.py) is served
     # The proxies whose X-Forwarded-Proto/Host are believed (the URL Twilio signed); from any
     # other address those headers are ignored and HELPLINE_PUBLIC_URL is the URL.
-    trusted_proxies: tuple[Network, ...] = ()
-    webhook_max_bytes: int = WEBHOOK_MAX_BYTES
+    trusted_proxies: tuple[Network, ...]
+    webhook_max_bytes: int  # a webhook's body, at most (Telegram's and Twilio's are a few KB)
 
     def trusts(self, address: str) -> bool:
         """Whether a request from ``address`` (the socket's peer) comes from a trusted proxy."""
