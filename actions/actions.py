@@ -28,7 +28,7 @@ from actions import dialogue
 from actions import messages as m
 from actions import services as services_module
 from actions.dialogue import Turn
-from bot.channels.inbox import MESSAGE_ID_PREFIX
+from bot.store.queue import MESSAGE_ID_PREFIX
 from bot.taxonomy import normalize_case_ref
 
 logger = logging.getLogger(__name__)

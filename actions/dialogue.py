@@ -27,7 +27,9 @@ from actions import messages as m
 from actions import services as services_module
 from actions.language import country_after, language_after
 from bot import intake, taxonomy
+from bot.channels.contract import QUICK_EXIT_REQUEST as QUICK_EXIT
 from bot.i18n import format_date
+from bot.store import queue
 from bot.store import repository as repo
 from bot.store.models import Case, Contact, Message
 
@@ -43,8 +45,6 @@ MENU_OPTIONS = {
     "6": "erase",
     "7": "quick_exit",  # Telegram only (messages.MENU_TELEGRAM): clear the chat from the phone
 }
-# What the action asks the channel to do instead of replying (bot/channels/inbox.py).
-QUICK_EXIT = {"helpline": "quick_exit"}
 MENU_COUNTRIES = ("MY", "TH", "HK", "SG", "TW", "QA")
 OTHER_COUNTRY = "XX"  # "another country": general answers, no country-specific content
 YES, NO = "1", "2"
@@ -313,9 +313,7 @@ class Turn:
         """Our channels store every message themselves (bot/channels/inbox.py): attach them to
         the case instead of copying them; the replies of this turn follow the message."""
         if history:
-            for message in self.session.execute(
-                select(Message).where(Message.contact_id == contact.id, Message.case_id.is_(None))
-            ).scalars():
+            for message in queue.without_case(self.session, contact.id):
                 message.case = case
         message = self.stored_message(contact)
         if message is not None:
@@ -324,11 +322,9 @@ class Turn:
 
     def stored_message(self, contact: Contact | None) -> Message | None:
         """The worker's message of this turn as our channels stored it (before the NLU ran)."""
-        message_id = str(self.message_id or "")
-        if contact is None or not (message_id.startswith("helpline-") and message_id[9:].isdigit()):
+        if contact is None:
             return None
-        message = self.session.get(Message, int(message_id[9:]))
-        return message if message is not None and message.contact_id == contact.id else None
+        return queue.stored_for_turn(self.session, contact.id, self.message_id)
 
     def _classify_message(self, contact: Contact) -> None:
         """The intent and its confidence on the stored message of this turn (our channels store
@@ -349,12 +345,7 @@ class Turn:
     def _add_inbound(self, case: Case, contact: Contact, event: dict, secret: bool) -> None:
         """A worker's message in the transcript; a secret they typed (``secret``) masked."""
         provider_id = f"rasa:{event.get('message_id')}" if event.get("message_id") else None
-        if (
-            provider_id
-            and self.session.execute(
-                select(Message.id).where(Message.provider_id == provider_id)
-            ).first()
-        ):
+        if provider_id and queue.in_transcript(self.session, provider_id):
             return  # already in the transcript (from the channel or an earlier turn)
         parse = event.get("parse_data") or {}
         repo.add_message(

@@ -160,11 +160,29 @@ def test_unanswerable_message_goes_to_a_caseworker(inbox, fakes):
 
 
 def test_actions_down_keeps_the_message_pending(inbox):
+    """No probe before each turn: the failed turn itself says the action server is down; only
+    then is its health checked before the next try, so Rasa is not run again meanwhile."""
+    import logging
+
+    from bot.channels.bridge import RASA_ACTION_FAILED
+
+    rasa = inbox.on_new_message
+
+    async def action_server_down(message) -> None:
+        rasa.seen.append(("down", message.input_channel, message.text))
+        logging.getLogger("rasa.core.processor").error(f"{RASA_ACTION_FAILED} 'action_answer'")
+
     inbox.actions_health_url = "http://127.0.0.1:9/health"  # nothing listens there
+    inbox.on_new_message = action_server_down
     contact = inbox.accept(Inbound("telegram", "8", "2", "hi"))
     run(inbox.process(contact))
     assert statuses(inbox, "in") == ["pending"]
+    with inbox.db.session() as s:
+        s.query(Message).update({Message.next_attempt_at: None})  # due again now
+    run(inbox.process(contact))
+    assert statuses(inbox, "in") == ["pending"] and len(rasa.seen) == 1  # probed, not run
     inbox.actions_health_url = None  # the action server is back
+    inbox.on_new_message = rasa
     run(drain(inbox))
     assert statuses(inbox, "in") == ["done"]
 

@@ -21,7 +21,8 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.channels import config as channel_config
-from bot.channels.inbox import Inbound, Inbox, Sender, SendError
+from bot.channels.contract import Inbound, Sender, SendError
+from bot.channels.inbox import Inbox
 from bot.store.repository import SIMULATED_PREFIX  # the web simulator's addresses
 
 logger = logging.getLogger(__name__)

@@ -51,7 +51,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.channels.base import SIMULATED_PREFIX, HelplineChannel, Rejected, read_body, too_large
-from bot.channels.inbox import Inbound, Sender, SendError
+from bot.channels.contract import Inbound, Sender, SendError
 from bot.channels.telegram import TelegramSender
 from bot.channels.twilio import TwilioSender
 from bot.sms import segments
@@ -346,27 +346,18 @@ class SimulatorInput(HelplineChannel):
     def queue_state(self, channel: str, worker: str) -> dict:
         """Where the worker's messages are in the queue: the page shows "reading...", "held
         after STOP", "could not be sent"."""
-        from sqlalchemy import func, select
-
+        from bot.store import queue
         from bot.store import repository as repo
-        from bot.store.models import Contact, Message
 
         inbox = self.inbox()
         state = {"pending": 0, "queued": 0, "held": 0, "failed": 0, "opted_out": False}
         pseudonym = repo.pseudonym(inbox.pseudonym_key, channel, SIMULATED_PREFIX + worker)
         with inbox.db.session() as session:
-            contact = session.execute(
-                select(Contact).where(Contact.pseudonym == pseudonym)
-            ).scalar_one_or_none()
+            contact = queue.contact_by_pseudonym(session, pseudonym)
             if contact is None:
                 return state
             state["opted_out"] = bool(contact.opted_out)
-            rows = session.execute(
-                select(Message.direction, Message.status, func.count())
-                .where(Message.contact_id == contact.id)
-                .group_by(Message.direction, Message.status)
-            )
-            for direction, status, count in rows:
+            for direction, status, count in queue.status_counts(session, contact.id):
                 if direction == "in" and status == "pending":
                     state["pending"] += count
                 elif direction == "out" and status in ("queued", "held"):

@@ -19,7 +19,7 @@ import logging
 from sanic.request import Request
 
 from bot.channels.base import HelplineChannel, Rejected
-from bot.channels.inbox import Inbound, Sender, SendError
+from bot.channels.contract import Inbound, Sender, SendError
 
 logger = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -62,7 +62,7 @@ class TelegramSender(Sender):
     async def download(self, ref: str, limit: int) -> bytes:
         from telegram.error import NetworkError, TelegramError
 
-        from bot.channels.inbox import TooLarge
+        from bot.channels.contract import TooLarge
 
         try:
             file = await self.bot.get_file(ref)

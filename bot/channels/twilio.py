@@ -26,7 +26,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from bot.channels.base import HelplineChannel, Rejected, read_body, too_large
-from bot.channels.inbox import Inbound, Sender, SendError
+from bot.channels.contract import Inbound, Sender, SendError
 from bot.sms import split_for_sms
 
 logger = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ class TwilioSender(Sender):
         import urllib.error
         import urllib.request
 
-        from bot.channels.inbox import TooLarge
+        from bot.channels.contract import TooLarge
 
         # Only Twilio's own media URLs, with Twilio's authentication: never fetch an address a
         # request merely claims (that would let anyone make us fetch anything).
@@ -260,15 +260,11 @@ class TwilioInput(HelplineChannel):
         is held), once. A callback for a reply in any other state (delivered, failed, queued
         for its remaining SMS parts) changes nothing: a replayed ``failed`` never marks a
         delivered reply failed nor sends it again."""
-        from sqlalchemy import select
-
-        from bot.store.models import Message
+        from bot.store import queue
 
         inbox = self.inbox()
         with inbox.db.session() as session:
-            message = session.execute(
-                select(Message).where(Message.provider_id == sid, Message.direction == "out")
-            ).scalar_one_or_none()
+            message = queue.reply_by_provider_id(session, sid)
             if message is None or message.status != "sent":
                 return
             if status in REACHED:
@@ -279,4 +275,4 @@ class TwilioInput(HelplineChannel):
                     return
                 message.error = f"twilio_{error_code or status}"[:64]
                 message.status = "failed"
-                inbox._alert("undelivered", message)
+                inbox.outbox.alert("undelivered", message)

@@ -164,6 +164,7 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("channel", "provider_id", name="uq_messages_provider"),
         Index("ix_messages_queue", "status", "next_attempt_at"),
+        Index("ix_messages_contact_queue", "contact_id", "direction", "status", "id"),
     )
 
     id = Column(Integer, primary_key=True)
@@ -409,3 +410,15 @@ class ReferenceAttempt(Base):
     failures = Column(Integer, nullable=False, default=0, server_default="0")
     locked_until = Column(DateTime(timezone=True))
     updated_at = Column(DateTime(timezone=True), nullable=False, default=utcnow)
+
+
+class QueueLease(Base):
+    """Which process is handling a worker's queue now (``bot.store.queue``): one row per worker
+    being processed, deleted when the process lets go. A process that dies keeps its rows until
+    ``expires_at``; then any other process may take the worker over. Never holds content."""
+
+    __tablename__ = "queue_leases"
+
+    contact_id = Column(Integer, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True)
+    owner = Column(String(64), nullable=False)  # host:pid:random of the process holding it
+    expires_at = Column(DateTime(timezone=True), nullable=False, index=True)

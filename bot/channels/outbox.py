@@ -1,0 +1,177 @@
+"""Delivery: a worker's queued replies go out through the provider's API, oldest first, sent by
+the one process that holds the worker's lease (``bot.store.queue``).
+
+Provider errors that can pass (429, 5xx, timeouts) are retried with backoff (a 429's Retry-After
+when the provider gives one); after the retries, or on a permanent error, the reply is
+``failed`` and caseworkers are alerted. Replies to a worker who sent STOP are ``held``; a closed
+WhatsApp window holds them too, or sends them by SMS when the worker agreed to that. A
+per-sender rate limit (``bot.channels.ratelimit``) makes a burst wait in the queue instead of
+failing at the provider.
+
+A reply is marked ``sent`` in the same transaction that reads the next one. A process killed
+between the provider's answer and that commit sends the reply again when the worker is taken
+over: at least once, never lost (a duplicate costs a worker one message; a silence may cost
+more); no provider offers an idempotency key that would make it exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from bot.channels.contract import WHATSAPP_PREFIX, Sender, SendError, buttons_of
+from bot.channels.keywords import STOP_AUTHOR
+from bot.sms import without_accents
+from bot.store import queue
+from bot.store import repository as repo
+from bot.store.models import Message, utcnow
+
+logger = logging.getLogger(__name__)
+
+# A reply whose rate limit asks for a longer wait than this goes back to the queue (the
+# worker's lease is let go) instead of holding a processing slot while it waits.
+MAX_INLINE_WAIT = 2.0
+
+
+class Outbox:
+    def __init__(self, database, settings, senders: dict[str, Sender], alert: Callable,
+                 limiter=None) -> None:  # fmt: skip
+        self.db = database
+        self.settings = settings
+        self.senders = senders
+        self.alert = alert
+        self.limiter = limiter  # bot.channels.ratelimit: None sends as fast as the provider takes
+
+    def backoff(self, attempts: int) -> dt.timedelta:
+        return dt.timedelta(seconds=self.settings.retry_base_seconds * 2 ** (attempts - 1))
+
+    async def deliver(self, contact_id: int, still_ours: Callable[[], bool] = lambda: True) -> None:
+        """Sends the worker's queued replies, oldest first; stops at the first one to retry, or
+        when this process no longer holds the worker (``still_ours``)."""
+        sent: tuple[int, str | None] | None = None
+        while True:
+            with self.db.session() as session:
+                if sent is not None:
+                    self._mark_sent(session, *sent)
+                    sent = None
+                if not still_ours():
+                    return
+                out = queue.first_queued(session, contact_id)
+                if out is None or queue.is_later(out.next_attempt_at):
+                    return
+                contact = out.contact
+                if contact.opted_out and out.author != STOP_AUTHOR:
+                    out.status = "held"
+                    out.error = "opted_out"
+                    continue
+                out_id, channel, address, text = out.id, out.channel, contact.address, out.text
+                parts_sent = out.parts_sent or 0
+                if channel == "sms" and address and address.startswith(WHATSAPP_PREFIX):
+                    address = address[len(WHATSAPP_PREFIX):]  # the WhatsApp reply's SMS fallback
+                if channel == "sms" and contact.sms_plain:
+                    text = without_accents(text)
+            sender = self.senders.get(channel)
+            if not await self._within_rate(out_id, channel, address, text):
+                return
+            try:
+                if sender is None or not address:
+                    raise SendError("no_sender" if sender is None else "no_address")
+                provider_id = await sender.send(
+                    channel, address, text, buttons_of(text), parts_sent=parts_sent
+                )
+            except SendError as exc:
+                if not self._send_failed(out_id, exc):
+                    return
+                continue
+            sent = (out_id, str(provider_id) if provider_id else None)
+
+    @staticmethod
+    def _mark_sent(session, out_id: int, provider_id: str | None) -> None:
+        out = session.get(Message, out_id)
+        if out is None:
+            return
+        out.status = "sent"
+        out.provider_id = provider_id or out.provider_id
+        out.error = None
+        # The worker has their case's secret now: the transcript keeps it masked.
+        out.text = repo.mask_secrets(session, out.text)
+
+    async def _within_rate(self, out_id: int, channel: str, address: str | None,
+                           text: str) -> bool:  # fmt: skip
+        """Waits for the sender's rate limit; False when the wait is long: the reply is put
+        back in the queue for then (nothing failed, nothing is lost)."""
+        if self.limiter is None or not address:
+            return True
+        import asyncio
+
+        from bot.channels import ratelimit
+
+        wait = 0.0
+        for key, cost in ratelimit.keys_for(channel, self._sender_id(channel), address, text):
+            wait = max(wait, await self.limiter.delay(key, cost))
+        if wait <= 0:
+            return True
+        if wait <= MAX_INLINE_WAIT:
+            await asyncio.sleep(wait)
+            return True
+        with self.db.session() as session:
+            out = session.get(Message, out_id)
+            if out is not None:
+                out.next_attempt_at = utcnow() + dt.timedelta(seconds=wait)
+        logger.info("reply waits %.1f s for the %s sender's rate limit", wait, channel)
+        return False
+
+    def _sender_id(self, channel: str) -> str:
+        if channel == "sms":
+            return self.settings.twilio_sms_number or ""
+        if channel == "whatsapp":
+            return self.settings.twilio_whatsapp_sender or ""
+        return "bot"
+
+    def window_closed(self, out: Message) -> None:
+        """WhatsApp refused a reply outside its 24-hour window (Twilio 63016): caseworkers are
+        told; it goes by SMS to the same number if the worker agreed to that and SMS is set up,
+        otherwise it is held until the worker writes again (``Inbox.accept``)."""
+        contact = out.contact
+        out.error = "twilio_63016"
+        if contact is not None and contact.sms_fallback and "sms" in self.senders and (
+            self.settings.twilio_sms_number
+        ):
+            out.channel = "sms"
+            out.status = "queued"
+            out.next_attempt_at = utcnow()
+            self.alert("sms_fallback", out)
+            return
+        out.status = "held"
+        self.alert("held", out)
+
+    def _send_failed(self, out_id: int, exc: SendError) -> bool:
+        """Records a failed send; True when the queue may go on to the next reply."""
+        with self.db.session() as session:
+            out = session.get(Message, out_id)
+            out.attempts = (out.attempts or 0) + 1
+            out.error = exc.code
+            if exc.parts_sent > (out.parts_sent or 0):
+                # Those parts reached the provider: a retry must not send them again.
+                out.parts_sent = exc.parts_sent
+                out.provider_id = out.provider_id or exc.first_id
+            if exc.hold and exc.code == "twilio_63016":
+                self.window_closed(out)
+                return True
+            if exc.hold:
+                out.status = "held"
+                self.alert("held", out)
+                return True
+            if exc.retry and out.attempts < self.settings.max_attempts:
+                wait = self.backoff(out.attempts)
+                if exc.retry_after:
+                    wait = max(wait, dt.timedelta(seconds=min(exc.retry_after, 3600)))
+                out.next_attempt_at = utcnow() + wait
+                logger.warning("reply not sent (%s), try %d: retrying", exc.code, out.attempts)
+                return False
+            out.status = "failed"
+            logger.error("reply not sent (%s) after %d tries: for a caseworker",
+                         exc.code, out.attempts)  # fmt: skip
+            self.alert("undelivered", out)
+            return True
