@@ -356,6 +356,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load()  # a missing key stops here, before minutes of training
     host, port = args.host, args.port
     api, dropped = public_surface(settings, host)
+    endpoints = yaml.safe_load(Path(args.endpoints).read_text(encoding="utf-8")) or {}
+    from bot.scaling import ScalingError, endpoints_for
+
+    try:
+        endpoints = endpoints_for(endpoints, settings, args.workers)
+    except ScalingError as exc:
+        raise CliError(str(exc)) from exc
     if not args.no_migrate:
         # Once, by this process, before anything else opens the store (they only check it).
         open_database(settings, upgrade=True).dispose()
@@ -396,7 +403,6 @@ The helpline ({settings.env}) is starting on {base}, its action server on
 """,
         file=sys.stderr,
     )
-    endpoints = yaml.safe_load(Path(args.endpoints).read_text(encoding="utf-8")) or {}
     endpoints["action_endpoint"] = {"url": f"http://127.0.0.1:{args.actions_port}/webhook"}
     credentials = yaml.safe_load((ROOT / "credentials.yml").read_text(encoding="utf-8")) or {}
     for name in dropped:
@@ -434,8 +440,11 @@ def _serve(args, settings, model, api, endpoints, endpoints_file, credentials_fi
         retention.RetentionPolicy.from_settings(settings),
         lambda: rekey.tracker_store_engine(endpoints_file),
     )
-    # The channels' queue checks the action server before handing it a worker's message.
+    # The channels' queue checks the action server's health after a turn failed.
     os.environ["HELPLINE_ACTIONS_URL"] = endpoints["action_endpoint"]["url"]
+    # Rasa forks this many Sanic workers (each with its own model and the channels' queue);
+    # Rasa itself refuses more than one with an in-memory lock store.
+    os.environ["SANIC_WORKERS"] = str(max(1, args.workers))
 
     sys.argv = [
         "rasa", "run", *(["--enable-api"] if api else []),
@@ -763,6 +772,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the caseworkers' dashboard, on 127.0.0.1 (0: do not start it)",
     )  # fmt: skip
     p.add_argument("--endpoints", default=str(ROOT / "endpoints.yml"))
+    p.add_argument(
+        "--workers", type=int, default=1,
+        help="Rasa worker processes on this port (more than 1 needs PostgreSQL and Redis:"
+        " docs/scaling.md)",
+    )  # fmt: skip
     p.add_argument(
         "--no-migrate", action="store_true",
         help="do not bring the case store's schema up to date at start (`helpline db upgrade`"

@@ -95,6 +95,19 @@ class Settings(BaseSettings):
     retain_tracker_days: int | None = Field(30, env="HELPLINE_RETAIN_TRACKER_DAYS", ge=1)
     # The action server as the channels' queue reaches it (set by `helpline run`).
     actions_url: str = Field("", env="HELPLINE_ACTIONS_URL")
+    # Several processes (bot/store/queue.py, docs/scaling.md). The tracker store shares the
+    # case store's database unless this names another.
+    tracker_database_url: str = Field("", env="HELPLINE_TRACKER_DATABASE_URL")
+    redis_url: str = Field("", env="HELPLINE_REDIS_URL")  # Rasa's lock store, shared rate limits
+    queue_lease_seconds: float = Field(30.0, env="HELPLINE_QUEUE_LEASE_SECONDS", ge=1, le=3600)
+    queue_concurrency: int = Field(4, env="HELPLINE_QUEUE_CONCURRENCY", ge=1, le=256)
+    queue_batch: int = Field(50, env="HELPLINE_QUEUE_BATCH", ge=1, le=10000)
+    actions_in_process: bool = Field(True, env="HELPLINE_ACTIONS_IN_PROCESS")
+    # Outbound rate limits per provider sender (bot/channels/ratelimit.py): messages a second.
+    rate_twilio_sms: float = Field(1.0, env="HELPLINE_RATE_TWILIO_SMS", gt=0)
+    rate_twilio_whatsapp: float = Field(80.0, env="HELPLINE_RATE_TWILIO_WHATSAPP", gt=0)
+    rate_telegram_bot: float = Field(30.0, env="HELPLINE_RATE_TELEGRAM_BOT", gt=0)
+    rate_telegram_chat: float = Field(1.0, env="HELPLINE_RATE_TELEGRAM_CHAT", gt=0)
 
     class Config:
         frozen = True
@@ -146,7 +159,7 @@ class Settings(BaseSettings):
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad one
         return value
 
-    @validator("trust_forwarded", "simulator", pre=True)
+    @validator("trust_forwarded", "simulator", "actions_in_process", pre=True)
     def _flag(cls, value):  # noqa: N805
         return flag(value)
 
@@ -164,7 +177,8 @@ class Settings(BaseSettings):
         return value
 
     @validator(
-        "database_url", "public_url", "telegram_api_base", "twilio_api_base", "notify_webhook"
+        "database_url", "public_url", "telegram_api_base", "twilio_api_base", "notify_webhook",
+        "tracker_database_url", "redis_url",
     )
     def _url(cls, value):  # noqa: N805
         return value.strip().rstrip("/") if value else value

@@ -147,6 +147,13 @@ class HelplineChannel(InputChannel):
                 inbox.on_new_message = on_new_message
                 inbox.start()
 
+        @blueprint.listener("before_server_stop")
+        async def stop_queue(app, loop) -> None:
+            # Lets go of the workers this process holds: another process takes them at once
+            # instead of after the lease.
+            if self._inbox is not None:
+                await self._inbox.stop()
+
     def blueprint(self, on_new_message: Callable[[Any], Awaitable[Any]]) -> Blueprint:
         blueprint = Blueprint(f"helpline_{self.name()}", __name__)
         if not self.enabled:
@@ -196,6 +203,7 @@ def shared_inbox(settings: channel_config.ChannelSettings) -> Inbox:
     if _shared is None:
         from bot import locale_packs
         from bot import settings as app_settings
+        from bot.channels.inbox import QueueOptions
         from bot.emergency import notifier_from_settings
         from bot.store import open_database
 
@@ -208,6 +216,12 @@ def shared_inbox(settings: channel_config.ChannelSettings) -> Inbox:
             packs=locale_packs.discover(),
             notifier=notifier_from_settings(app),
             actions_health_url=_actions_health_url(),
+            options=QueueOptions(
+                lease_seconds=app.queue_lease_seconds,
+                concurrency=app.queue_concurrency,
+                batch=app.queue_batch,
+            ),
+            limiter=_rate_limiter(app),
         )
     return _shared
 
@@ -217,3 +231,12 @@ def _actions_health_url() -> str | None:
 
     url = parse().actions_url  # HELPLINE_ACTIONS_URL, set by `helpline run`
     return url.replace("/webhook", "/health") if url else None
+
+
+def _rate_limiter(app):
+    """Per-sender outbound limits, shared through Redis when several processes send."""
+    try:
+        from bot.channels import ratelimit
+    except ImportError:  # pragma: no cover - the module lands with its tests
+        return None
+    return ratelimit.limiter_from_settings(app)
