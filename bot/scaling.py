@@ -35,7 +35,7 @@ def tracker_store(url: str) -> dict:
     section = {
         "type": TRACKER_STORE,
         "dialect": "postgresql",
-        "host": parts.hostname or "127.0.0.1",
+        "url": parts.hostname or "127.0.0.1",  # Rasa passes a custom store's url as host
         "db": unquote(parts.path.lstrip("/")) or "postgres",
     }
     if parts.port:

@@ -103,11 +103,8 @@ class Settings(BaseSettings):
     queue_concurrency: int = Field(4, env="HELPLINE_QUEUE_CONCURRENCY", ge=1, le=256)
     queue_batch: int = Field(50, env="HELPLINE_QUEUE_BATCH", ge=1, le=10000)
     actions_in_process: bool = Field(True, env="HELPLINE_ACTIONS_IN_PROCESS")
-    # Outbound rate limits per provider sender (bot/channels/ratelimit.py): messages a second.
-    rate_twilio_sms: float = Field(1.0, env="HELPLINE_RATE_TWILIO_SMS", gt=0)
-    rate_twilio_whatsapp: float = Field(80.0, env="HELPLINE_RATE_TWILIO_WHATSAPP", gt=0)
-    rate_telegram_bot: float = Field(30.0, env="HELPLINE_RATE_TELEGRAM_BOT", gt=0)
-    rate_telegram_chat: float = Field(1.0, env="HELPLINE_RATE_TELEGRAM_CHAT", gt=0)
+    # Outbound rate limits per provider sender: HELPLINE_RATE_<KIND>_PER_S and _BURST, read
+    # by bot/channels/ratelimit.py (limits_from_env), which checks them.
 
     class Config:
         frozen = True

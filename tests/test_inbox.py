@@ -545,3 +545,25 @@ def test_quick_exit_from_the_menu(inbox, fakes):
 def _sent_rows(box):
     with box.db.session() as s:
         return s.query(Message).filter_by(direction="out", status="sent").all()
+
+
+def test_a_burst_waits_for_the_senders_rate_instead_of_failing(inbox, fakes):
+    """Three replies to one chat whose bucket allows one now and one every 10 s: the first is
+    sent, the others go back to the queue for later (not failed, no attempt counted)."""
+    from bot.channels.ratelimit import LocalRateLimiter, Rate
+
+    telegram, _ = fakes
+    inbox.outbox.limiter = LocalRateLimiter(
+        {"telegram:chat": Rate(0.1, 1), "telegram:bot": Rate(30.0, 30)}, secret="k"
+    )
+    inbox.on_new_message.reply = "one"
+    contact = inbox.accept(Inbound("telegram", "31", "1", "a"))
+    inbox.accept(Inbound("telegram", "31", "2", "b"))
+    inbox.accept(Inbound("telegram", "31", "3", "c"))
+    run(inbox.process(contact))
+    assert len(telegram.sent("sendMessage")) == 1
+    with inbox.db.session() as s:
+        waiting = s.query(Message).filter_by(direction="out", status="queued").all()
+        assert len(waiting) == 2 and all(m.attempts == 0 and not m.error for m in waiting)
+        assert all(m.next_attempt_at is not None for m in waiting)
+    assert statuses(inbox, "out").count("failed") == 0

@@ -24,7 +24,7 @@ def test_the_tracker_store_shares_the_case_stores_postgresql_unless_told_otherwi
     shared = endpoints_for({}, settings(HELPLINE_DATABASE_URL=PG), workers=1)["tracker_store"]
     assert shared == {
         "type": "bot.tracker_store.HelplineTrackerStore", "dialect": "postgresql",
-        "host": "db.internal", "port": 5433, "db": "helpline", "username": "helpline",
+        "url": "db.internal", "port": 5433, "db": "helpline", "username": "helpline",
         "password": "s@cret", "query": {"sslmode": "require"},
     }  # fmt: skip
     other = endpoints_for(
@@ -35,7 +35,7 @@ def test_the_tracker_store_shares_the_case_stores_postgresql_unless_told_otherwi
         ),
         workers=1,
     )["tracker_store"]
-    assert (other["host"], other["db"], other["username"]) == ("127.0.0.1", "trackers", "postgres")
+    assert (other["url"], other["db"], other["username"]) == ("127.0.0.1", "trackers", "postgres")
 
 
 def test_redis_is_rasas_lock_store():

@@ -235,8 +235,10 @@ def _actions_health_url() -> str | None:
 
 def _rate_limiter(app):
     """Per-sender outbound limits, shared through Redis when several processes send."""
-    try:
-        from bot.channels import ratelimit
-    except ImportError:  # pragma: no cover - the module lands with its tests
-        return None
-    return ratelimit.limiter_from_settings(app)
+    import os
+
+    from bot.channels import ratelimit
+
+    return ratelimit.limiter_for(
+        app.redis_url or None, ratelimit.limits_from_env(os.environ), secret=app.pseudonym_key
+    )

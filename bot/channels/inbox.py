@@ -200,9 +200,11 @@ class Inbox:
                 try:
                     while True:
                         self._again.discard(contact_id)
-                        await self._process_claimed(contact_id)
+                        failed = await self._process_claimed(contact_id)
                         if contact_id in self._lost:
                             held = False
+                            return
+                        if failed:  # the retry's backoff decides when; the sweep does it
                             return
                         if contact_id in self._again:
                             continue
@@ -222,7 +224,9 @@ class Inbox:
     def _ours(self, contact_id: int) -> bool:
         return contact_id not in self._lost
 
-    async def _process_claimed(self, contact_id: int) -> None:
+    async def _process_claimed(self, contact_id: int) -> bool:
+        """Processes and delivers; True when a message failed (it waits for its retry)."""
+        failed = False
         while self._ours(contact_id):
             with self.db.session() as session:
                 message = queue.first_pending(session, contact_id)
@@ -247,9 +251,11 @@ class Inbox:
                 replies = await self.bridge.turn(text, sender_id, channel, message_id)
             except ProcessingError as exc:
                 self._failed(message_id, str(exc))
+                failed = True
                 break
             self._answered(contact_id, message_id, channel, address, replies)
         await self.outbox.deliver(contact_id, lambda: self._ours(contact_id))
+        return failed
 
     def _answered(self, contact_id, message_id, channel, address, replies) -> None:
         """Stores a turn's replies and marks the message done, in one transaction that first

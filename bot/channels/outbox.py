@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 # A reply whose rate limit asks for a longer wait than this goes back to the queue (the
 # worker's lease is let go) instead of holding a processing slot while it waits.
 MAX_INLINE_WAIT = 2.0
+SIMULATED_PREFIX = "sim:"  # the web simulator's addresses (bot.store.repository): no provider
 
 
 class Outbox:
@@ -72,7 +73,8 @@ class Outbox:
                 if channel == "sms" and contact.sms_plain:
                     text = without_accents(text)
             sender = self.senders.get(channel)
-            if not await self._within_rate(out_id, channel, address, text):
+            keys = await self._within_rate(out_id, channel, address, text, parts_sent)
+            if keys is None:
                 return
             try:
                 if sender is None or not address:
@@ -81,6 +83,7 @@ class Outbox:
                     channel, address, text, buttons_of(text), parts_sent=parts_sent
                 )
             except SendError as exc:
+                await self._provider_asked_to_wait(keys, exc)
                 if not self._send_failed(out_id, exc):
                     return
                 continue
@@ -97,37 +100,37 @@ class Outbox:
         # The worker has their case's secret now: the transcript keeps it masked.
         out.text = repo.mask_secrets(session, out.text)
 
-    async def _within_rate(self, out_id: int, channel: str, address: str | None,
-                           text: str) -> bool:  # fmt: skip
-        """Waits for the sender's rate limit; False when the wait is long: the reply is put
-        back in the queue for then (nothing failed, nothing is lost)."""
-        if self.limiter is None or not address:
-            return True
-        import asyncio
-
+    async def _within_rate(self, out_id: int, channel: str, address: str | None, text: str,
+                           parts_sent: int) -> list[tuple[str, int]]:  # fmt: skip
+        """Waits for the sender's rate limits (short waits); the buckets taken, or None when the
+        wait would be long: the reply is put back in the queue for then (nothing failed,
+        nothing is lost, no processing slot is held while it waits)."""
+        if self.limiter is None or not address or address.startswith(SIMULATED_PREFIX):
+            return []
         from bot.channels import ratelimit
 
-        wait = 0.0
-        for key, cost in ratelimit.keys_for(channel, self._sender_id(channel), address, text):
-            wait = max(wait, await self.limiter.delay(key, cost))
-        if wait <= 0:
-            return True
-        if wait <= MAX_INLINE_WAIT:
-            await asyncio.sleep(wait)
-            return True
-        with self.db.session() as session:
-            out = session.get(Message, out_id)
-            if out is not None:
-                out.next_attempt_at = utcnow() + dt.timedelta(seconds=wait)
-        logger.info("reply waits %.1f s for the %s sender's rate limit", wait, channel)
-        return False
+        keys = ratelimit.keys_for(
+            channel, ratelimit.sender_id_for(channel, self.settings), address, text=text,
+            parts_sent=parts_sent, segment_budget=self.settings.sms_segment_budget,
+        )  # fmt: skip
+        try:
+            for key, cost in keys:
+                await self.limiter.wait(key, cost, max_wait=MAX_INLINE_WAIT)
+        except ratelimit.RateLimited as exc:
+            with self.db.session() as session:
+                out = session.get(Message, out_id)
+                if out is not None:
+                    out.next_attempt_at = utcnow() + dt.timedelta(seconds=exc.delay)
+            logger.info("reply waits %.1f s for the %s sender's rate limit", exc.delay, channel)
+            return None
+        return keys
 
-    def _sender_id(self, channel: str) -> str:
-        if channel == "sms":
-            return self.settings.twilio_sms_number or ""
-        if channel == "whatsapp":
-            return self.settings.twilio_whatsapp_sender or ""
-        return "bot"
+    async def _provider_asked_to_wait(self, keys: list[tuple[str, int]], exc: SendError) -> None:
+        """A 429: every process sending through these buckets pauses for the provider's wait."""
+        if self.limiter is None or not keys or not exc.code.endswith("429"):
+            return
+        for key, _ in keys:
+            await self.limiter.hold(key, exc.retry_after or self.settings.retry_base_seconds)
 
     def window_closed(self, out: Message) -> None:
         """WhatsApp refused a reply outside its 24-hour window (Twilio 63016): caseworkers are

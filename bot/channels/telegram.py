@@ -90,8 +90,12 @@ class TelegramSender(Sender):
             )  # fmt: skip
         try:
             sent = await self.bot.send_message(chat_id=int(address), text=text, reply_markup=markup)
-        except RetryAfter as exc:
-            raise SendError("telegram_429", retry=True) from exc
+        except RetryAfter as exc:  # Telegram says how long to wait (in the body, not a header)
+            from bot.channels.ratelimit import telegram_retry_after
+
+            raise SendError(
+                "telegram_429", retry=True, retry_after=telegram_retry_after(exc)
+            ) from exc
         except (BadRequest, Forbidden) as exc:  # BadRequest is a NetworkError: caught first
             raise SendError(f"telegram_{type(exc).__name__}") from exc
         except NetworkError as exc:  # timeouts, 5xx, connection errors

@@ -131,12 +131,11 @@ def _due(now: dt.datetime):
 
 
 def has_due(session: Session, contact_id: int) -> bool:
-    """The worker has a message or a reply due now (so a process should take them)."""
-    return (
-        session.execute(
-            select(Message.id).where(Message.contact_id == contact_id, *_due(utcnow())).limit(1)
-        ).first()
-        is not None
+    """The worker's oldest pending message or oldest queued reply is due now (a later one
+    waits behind it, so it does not count)."""
+    return any(
+        message is not None and not is_later(message.next_attempt_at)
+        for message in (first_pending(session, contact_id), first_queued(session, contact_id))
     )
 
 
