@@ -44,9 +44,11 @@ and the answer checked against a JSON schema. Both steps cost more than the acti
    it reaches every agent that Rasa's server builds, including one built for a new model. An
    agent built in code is switched with ``use_in_process_actions(agent)``.
 
-``maybe_install()`` installs (1) always and (2) when ``HELPLINE_ACTIONS_IN_PROCESS`` is true
-(default false); call it before Rasa reads its endpoints. With (2), no action server is needed
-and ``HELPLINE_ACTIONS_URL`` must not be set (the channels' queue would wait for one).
+``maybe_install()`` installs (1) always and (2) when ``HELPLINE_ACTIONS_IN_PROCESS`` says so
+(``bot.settings``: ``actions_in_process``, default true); call it before Rasa reads its
+endpoints. With (2), no action server is needed and ``HELPLINE_ACTIONS_URL`` must not be set
+(the channels' queue would wait for one). Rasa's Sanic workers (``SANIC_WORKERS``) are forked,
+so they inherit the patches; each builds its own executor on its first action.
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -297,14 +298,11 @@ def install_in_process_actions(package: str = DEFAULT_ACTIONS_PACKAGE) -> bool:
 
 
 def in_process_wanted(environ: Any = None) -> bool:
-    """``HELPLINE_ACTIONS_IN_PROCESS`` (``true``/``false``, default false)."""
-    from bot.settings import SettingsError, flag
+    """``HELPLINE_ACTIONS_IN_PROCESS``, read by the typed settings (``bot.settings``, which holds
+    its default); ``SettingsError`` for a value that is not yes or no."""
+    from bot.settings import parse
 
-    raw = (os.environ if environ is None else environ).get(ENV_IN_PROCESS)
-    try:
-        return bool(flag(raw))
-    except ValueError as e:
-        raise SettingsError(f"{ENV_IN_PROCESS}: {e}") from None
+    return parse(environ).actions_in_process
 
 
 @dataclass(frozen=True)
@@ -318,8 +316,8 @@ class Installed:
 def maybe_install(in_process: bool | None = None) -> Installed:
     """The patches for this process; call before Rasa reads ``endpoints.yml``.
 
-    ``in_process``: run the actions in Rasa's process; ``None``: as ``HELPLINE_ACTIONS_IN_PROCESS``
-    says.
+    ``in_process``: run the actions in Rasa's process; ``None``: as the settings say
+    (``HELPLINE_ACTIONS_IN_PROCESS``, ``bot.settings.Settings.actions_in_process``).
     """
     if in_process is None:
         in_process = in_process_wanted()

@@ -401,12 +401,19 @@ def test_the_environment_switch_gives_every_agent_the_in_process_endpoint(
     assert type(stock.action) is EndpointConfig
 
 
-@pytest.mark.parametrize("value", ["false", "", None])
-def test_without_the_switch_actions_stay_on_the_action_server(monkeypatch, endpoints_file, value):
-    if value is None:
-        monkeypatch.delenv(rasa_patches.ENV_IN_PROCESS, raising=False)
-    else:
-        monkeypatch.setenv(rasa_patches.ENV_IN_PROCESS, value)
+def test_unset_the_switch_follows_the_settings_default(monkeypatch, endpoints_file):
+    from bot.settings import parse
+
+    monkeypatch.delenv(rasa_patches.ENV_IN_PROCESS, raising=False)
+    wanted = parse().actions_in_process
+    assert rasa_patches.maybe_install() == rasa_patches.Installed(True, wanted)
+    action = AvailableEndpoints.read_endpoints(endpoints_file).action
+    assert isinstance(action, rasa_patches.InProcessActionEndpoint) is wanted
+
+
+@pytest.mark.parametrize("value", ["false", "0", "off"])
+def test_switched_off_actions_stay_on_the_action_server(monkeypatch, endpoints_file, value):
+    monkeypatch.setenv(rasa_patches.ENV_IN_PROCESS, value)
     assert rasa_patches.maybe_install() == rasa_patches.Installed(True, False)
     action = AvailableEndpoints.read_endpoints(endpoints_file).action
     assert type(action) is EndpointConfig
@@ -430,26 +437,51 @@ def test_an_agent_built_in_code_is_switched_with_its_options():
 
 
 @pytest.mark.slow
-def test_a_turn_through_rasas_processor_with_no_action_server(services, tmp_path, monkeypatch):
+def test_turns_through_rasas_processor_with_no_action_server(
+    services, tmp_path, monkeypatch, caplog
+):
     """The whole path: ``rasa run``'s reading of the endpoints, Rasa's agent and processor, the
-    policies' choice, our action. Loads the newest model in models/ (never trains one)."""
+    policies' choice, our action; then a failing action as the channels' queue must see it.
+    Loads the newest model in models/ (never trains one)."""
     from rasa.core.agent import load_agent
+    from rasa.core.channels.channel import UserMessage
 
+    from bot.channels.inbox import RASA_ACTION_FAILED
     from bot.cli import latest_model
 
     model = latest_model(ROOT / "models")
     if model is None:
         pytest.skip("NO MODEL in models/: `make train` first (this test never trains one)")
+    nobody = f"http://127.0.0.1:{_free_port()}/webhook"  # no action server there
     endpoints_file = tmp_path / "endpoints.yml"
-    endpoints_file.write_text(f"action_endpoint:\n  url: http://127.0.0.1:{_free_port()}/webhook\n")
+    endpoints_file.write_text(f"action_endpoint:\n  url: {nobody}\n", encoding="utf-8")
     assert rasa_patches.maybe_install(in_process=True).in_process
     endpoints = AvailableEndpoints.read_endpoints(str(endpoints_file))
     agent = asyncio.run(load_agent(model_path=str(model), endpoints=endpoints))
     assert isinstance(agent.processor.action_endpoint, rasa_patches.InProcessActionEndpoint)
 
-    async def turn():
-        replies = await agent.handle_text("hello", sender_id="worker-" + secrets.token_hex(4))
-        return replies
+    def turn(message_id: str) -> list[dict]:
+        sender = "worker-" + secrets.token_hex(4)
+        message = UserMessage("hello", CollectingOutputChannel(), sender, message_id=message_id)
 
-    replies = asyncio.run(turn())
+        async def handle():
+            await agent.handle_message(message)
+            return message.output_channel.messages
+
+        return asyncio.run(handle())
+
+    replies = turn("rest-1")
     assert [r["text"] for r in replies][-1] == Translations().text("en", m.MENU)
+    assert RASA_ACTION_FAILED not in caplog.text
+
+    def fail(turn, greeting=False):
+        raise ValueError("the menu is broken")
+
+    monkeypatch.setattr(dialogue, "show_menu", fail)
+    assert turn(f"{MESSAGE_ID_PREFIX}{uuid.uuid4().hex}") == []
+    failures = [
+        r
+        for r in caplog.records
+        if r.name == "rasa.core.processor" and str(r.msg).startswith(RASA_ACTION_FAILED)
+    ]
+    assert len(failures) == 1 and failures[0].exc_info[0] is RasaException
