@@ -384,6 +384,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         talk = f"""  {settings.env}: this port serves the channel webhooks and a health check only:
     {base}/  (health)   {base}/webhooks/telegram/webhook   {base}/webhooks/twilio/webhook
   Rasa's HTTP API and the REST channel are off; the web simulator is {simulator}."""
+    actions_where = (
+        "with its actions in the same process"
+        if settings.actions_in_process
+        else f"its action server on 127.0.0.1:{args.actions_port}"
+    )
+    if args.workers > 1:
+        actions_where += f", {args.workers} worker processes"
     dashboard = (
         f"http://127.0.0.1:{args.dashboard_port}/"
         if args.dashboard_port
@@ -391,8 +398,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     print(
         f"""
-The helpline ({settings.env}) is starting on {base}, its action server on
-127.0.0.1:{args.actions_port} (Ctrl-C stops them all). To talk to it:
+The helpline ({settings.env}) is starting on {base}, {actions_where}
+(Ctrl-C stops everything). To talk to it:
 
 {talk}
   the cases it took:  uv run helpline cases list
@@ -416,14 +423,24 @@ The helpline ({settings.env}) is starting on {base}, its action server on
 
 
 def _serve(args, settings, model, api, endpoints, endpoints_file, credentials_file) -> int:
-    # The action server (bot/action_server.py: rasa-sdk's with our logging) binds 127.0.0.1
-    # unless SANIC_HOST says otherwise (rasa-sdk's default is every address). Restarted if it
-    # dies (with backoff) while Rasa runs: the channels' queue retries meanwhile.
-    actions = Supervisor(
-        [sys.executable, "-m", "bot.action_server", "--actions", "actions",
-         "--port", str(args.actions_port)],
-        cwd=ROOT,
-    ).start()  # fmt: skip
+    from bot import rasa_patches
+
+    # The action-response validator built once; the actions in this process unless
+    # HELPLINE_ACTIONS_IN_PROCESS=false (docs/rasa-patches.md). Sanic's workers are forked
+    # later, so they inherit both.
+    patches = rasa_patches.maybe_install(settings.actions_in_process)
+    # Otherwise the action server (bot/action_server.py: rasa-sdk's with our logging) binds
+    # 127.0.0.1 unless SANIC_HOST says otherwise (rasa-sdk's default is every address).
+    # Restarted if it dies (with backoff) while Rasa runs: the channels' queue retries meanwhile.
+    actions = (
+        None
+        if patches.in_process
+        else Supervisor(
+            [sys.executable, "-m", "bot.action_server", "--actions", "actions",
+             "--port", str(args.actions_port)],
+            cwd=ROOT,
+        ).start()
+    )  # fmt: skip
     dashboard = (
         Supervisor(dashboard_command("127.0.0.1", args.dashboard_port), name="dashboard",
                    cwd=ROOT).start()  # fmt: skip
@@ -440,8 +457,9 @@ def _serve(args, settings, model, api, endpoints, endpoints_file, credentials_fi
         retention.RetentionPolicy.from_settings(settings),
         lambda: rekey.tracker_store_engine(endpoints_file),
     )
-    # The channels' queue checks the action server's health after a turn failed.
-    os.environ["HELPLINE_ACTIONS_URL"] = endpoints["action_endpoint"]["url"]
+    if actions is not None:
+        # The channels' queue checks the action server's health after a turn failed.
+        os.environ["HELPLINE_ACTIONS_URL"] = endpoints["action_endpoint"]["url"]
     # Rasa forks this many Sanic workers (each with its own model and the channels' queue);
     # Rasa itself refuses more than one with an in-memory lock store.
     os.environ["SANIC_WORKERS"] = str(max(1, args.workers))
@@ -456,7 +474,8 @@ def _serve(args, settings, model, api, endpoints, endpoints_file, credentials_fi
     finally:
         if daily is not None:
             daily.stop()
-        actions.stop()
+        if actions is not None:
+            actions.stop()
         if dashboard is not None:
             dashboard.stop()
     return 0

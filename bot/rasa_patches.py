@@ -226,7 +226,9 @@ class InProcessActionEndpoint(EndpointConfig):
         # What the action server would read: a copy, sharing nothing with Rasa's tracker.
         action_call = _sanic_loads(json.dumps(kwargs["json"]))
         timeout = kwargs.get("timeout")
-        run = self._run(action_call)
+        # On the actions' own thread: their case-store work blocks, Rasa's event loop must not
+        # (it keeps accepting webhooks and running other workers' NLU meanwhile).
+        run = asyncio.wrap_future(_actions_thread().submit(self._run(action_call)))
         body = await (asyncio.wait_for(run, timeout) if timeout else run)
         return json.loads(body)
 
@@ -255,6 +257,36 @@ class InProcessActionEndpoint(EndpointConfig):
         endpoint = InProcessActionEndpoint(self.package)
         endpoint.kwargs = dict(self.kwargs)
         return endpoint
+
+
+class _ActionsThread:
+    """One thread with its own event loop, where in-process actions run one at a time (as
+    they did in the action server's single process). Started on the first action call, so a
+    Sanic worker forked after ``maybe_install`` starts its own."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="helpline-actions", daemon=True
+        )
+        self.thread.start()
+
+    def submit(self, coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+
+_thread: _ActionsThread | None = None
+_thread_pid: int | None = None
+
+
+def _actions_thread() -> _ActionsThread:
+    global _thread, _thread_pid
+    import os
+
+    with _lock:
+        if _thread is None or _thread_pid != os.getpid():  # a forked worker starts its own
+            _thread, _thread_pid = _ActionsThread(), os.getpid()
+        return _thread
 
 
 def use_in_process_actions(
