@@ -1,4 +1,5 @@
-"""`helpline run` as a fixture: the Rasa server, the action server and a case store of its own,
+"""`helpline run` as a fixture: the Rasa server (its actions in process, or an action server with
+HELPLINE_ACTIONS_IN_PROCESS=false) and a case store of its own,
 over real HTTP on loopback."""
 
 from __future__ import annotations
@@ -92,13 +93,21 @@ def start(
             proc.wait(timeout=60)
         log.close()
 
+    from bot.settings import flag
+
+    actions_in_process = flag(
+        (extra_env or {}).get("HELPLINE_ACTIONS_IN_PROCESS")
+        or os.environ.get("HELPLINE_ACTIONS_IN_PROCESS"),
+        default=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while True:
         try:
             # "/" (Rasa's health check) is served in production too, once the model is loaded.
             urllib.request.urlopen(f"{base}/", timeout=5).read()
-            call(f"http://127.0.0.1:{actions_port}/health", timeout=5)
+            if not actions_in_process:
+                call(f"http://127.0.0.1:{actions_port}/health", timeout=5)
             if dashboard_port:
                 urllib.request.urlopen(f"http://127.0.0.1:{dashboard_port}/healthz", timeout=5)
             break
