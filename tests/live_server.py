@@ -54,6 +54,8 @@ def start(
     sql_tracker_store: bool = True,
     log_name: str = "server.log",
     dashboard_port: int = 0,
+    database_url: str | None = None,
+    extra_args: tuple[str, ...] = (),
 ):
     """Starts `helpline run`; returns (LiveServer, stop function). Without
     ``sql_tracker_store`` Rasa keeps trackers in memory (as a stock project does). The case
@@ -66,14 +68,15 @@ def start(
         if sql_tracker_store
         else "{}\n"
     )
-    database_url = f"sqlite:///{tmp / 'cases.db'}"
+    # Another database (PostgreSQL) takes the tracker store with it (bot/scaling.py).
+    database_url = database_url or f"sqlite:///{tmp / 'cases.db'}"
     port, actions_port = free_port(), free_port()
     log_path = tmp / log_name
     log = open(log_path, "wb")  # noqa: SIM115 - closed by stop()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot.cli", "run", "--port", str(port),
          "--actions-port", str(actions_port), "--endpoints", str(endpoints),
-         "--dashboard-port", str(dashboard_port)],
+         "--dashboard-port", str(dashboard_port), *extra_args],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -66,14 +66,24 @@ def _free_port() -> int:
 def action_server_url():
     """Rasa SDK's own app with our actions, served in a thread's event loop on loopback."""
     from rasa_sdk.endpoint import create_app
+    from sanic import Sanic
+    from sanic.touchup import TouchUp
 
     loop = asyncio.new_event_loop()
     port = _free_port()
+    # Sanic keeps every app by name for the process: another test's rasa_sdk app may be there.
+    Sanic._app_registry.pop("rasa_sdk", None)
     app = create_app("actions")
-    server = loop.run_until_complete(
-        app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
-    )
-    loop.run_until_complete(server.startup())
+    # Sanic's "touch-up" recompiles some of its own methods when an app starts, once per
+    # process; a second app started after another test's fails in it. It only speeds Sanic up.
+    touch_up, TouchUp.run = TouchUp.run, classmethod(lambda cls, app: None)
+    try:
+        server = loop.run_until_complete(
+            app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
+        )
+        loop.run_until_complete(server.startup())
+    finally:
+        TouchUp.run = touch_up
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{port}/webhook"
@@ -484,4 +494,10 @@ def test_turns_through_rasas_processor_with_no_action_server(
         for r in caplog.records
         if r.name == "rasa.core.processor" and str(r.msg).startswith(RASA_ACTION_FAILED)
     ]
-    assert len(failures) == 1 and failures[0].exc_info[0] is RasaException
+    # The exception's type: on the record, or in its text once bot.logs has summarised it
+    # (when the suite configured logging before this test).
+    assert len(failures) == 1
+    record = failures[0]
+    assert (record.exc_info and record.exc_info[0] is RasaException) or (
+        "(RasaException <- " in record.getMessage()
+    )
