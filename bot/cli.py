@@ -19,6 +19,7 @@ helpline retention run [--apply]  delete what the retention rules say is due (dr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -123,7 +124,10 @@ def train(
     target = models_dir / f"{name}.tar.gz"
     if target.exists() and not force:
         print(f"model is up to date: {target}", file=sys.stderr)
-        target.touch()  # newest model = the one for the current data
+        # The newest model is the one for the current data (a read-only models folder, as in a
+        # container image, holds only that one).
+        with contextlib.suppress(OSError):
+            target.touch()
         return target
 
     print(
@@ -363,9 +367,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         endpoints = endpoints_for(endpoints, settings, args.workers)
     except ScalingError as exc:
         raise CliError(str(exc)) from exc
-    if not args.no_migrate:
-        # Once, by this process, before anything else opens the store (they only check it).
-        open_database(settings, upgrade=True).dispose()
+    # Once, by this process, before anything else opens the store (they only check it); a
+    # replica started with --no-migrate checks the schema now, so it fails before it serves.
+    open_database(settings, upgrade=not args.no_migrate).dispose()
     model = train(locales_dir=Path(args.locales), models_dir=Path(args.models_dir))
     base = f"http://{host}:{port}"
     if api:

@@ -202,3 +202,33 @@ def test_a_backlog_drains_concurrently_in_bounded_batches(database, telegram):
     while asyncio.run(a.run_due()):
         pass
     assert len(telegram.sent("sendMessage")) == 20
+
+
+def test_a_clean_shutdown_finishes_the_turn_then_lets_go_at_once(database, telegram):
+    db, app = database
+    seen: list = []
+    a = make_inbox(db, app, telegram, "a", seen)
+    b = make_inbox(db, app, telegram, "b", seen)
+    cid = a.accept(Inbound("telegram", "6003", "1", "first"))
+    a.accept(Inbound("telegram", "6003", "2", "second"))
+
+    class StopsMidTurn:
+        async def __call__(self, message) -> None:
+            seen.append(("a", message.sender_id, message.text))
+            stopping = asyncio.get_running_loop().create_task(a.stop())  # SIGTERM meanwhile
+            await asyncio.sleep(0.05)
+            await message.output_channel.send_text_message(message.sender_id, "re: first")
+            a.stopped = stopping
+
+    a.on_new_message = StopsMidTurn()
+
+    async def scenario() -> None:
+        await a.process(cid)
+        await a.stopped
+
+    asyncio.run(scenario())
+    assert [m["text"] for m in telegram.sent("sendMessage")] == ["re: first"]  # finished
+    with db.session() as s:
+        assert s.query(QueueLease).count() == 0  # let go at once, not after the lease
+    asyncio.run(b.run_due())  # another process takes the rest without waiting
+    assert [m["text"] for m in telegram.sent("sendMessage")] == ["re: first", "re: second"]

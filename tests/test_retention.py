@@ -389,3 +389,25 @@ def test_a_caseworker_cannot_set_a_legal_hold(dash_db):
     )
     assert "only a supervisor or an admin" in response.text
     assert hold(dash_db, reference) == (False, [])
+
+
+def test_replicas_run_retention_one_at_a_time_on_postgresql():
+    """Every replica starts a daily run; on PostgreSQL an advisory lock lets one do the work."""
+    from sqlalchemy import text
+
+    url, drop = postgres_database()
+    db = Database(url, [KEY])
+    db.upgrade()
+    try:
+        with db.engine.connect() as other:  # another replica's run holds the lock
+            other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": retention.RETENTION_LOCK})
+            with retention.only_one_process(db) as ours:
+                assert ours is False
+            other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": retention.RETENTION_LOCK})
+        with retention.only_one_process(db) as ours:
+            assert ours is True
+            with retention.only_one_process(db) as theirs:
+                assert theirs is False  # while this one runs
+    finally:
+        db.dispose()
+        drop()

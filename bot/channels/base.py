@@ -12,6 +12,7 @@ again; processing happens in the background (``bot.channels.inbox``).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -184,7 +185,8 @@ class HelplineChannel(InputChannel):
             inbox = self.inbox()
             inbox.on_new_message = on_new_message
             for message in messages:
-                contact_id = inbox.accept(message)
+                # Stored (and committed) before the acknowledgement, on a worker thread.
+                contact_id = await asyncio.to_thread(inbox.accept, message)
                 if contact_id is None:  # a provider's retry: acknowledged, processed once
                     logger.info("%s webhook: duplicate delivery acknowledged", self.name())
                     continue

@@ -93,6 +93,7 @@ class Inbox:
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._loop_task: asyncio.Task | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._stopping = False  # a shutdown: no new worker, no new turn
 
     # Rasa's handler and the action server's health URL live on the bridge.
     @property
@@ -156,6 +157,12 @@ class Inbox:
             self._slots = (loop, asyncio.Semaphore(max(1, self.options.concurrency)))
         return self._slots[1]
 
+    @staticmethod
+    async def _off_loop(function, *args):
+        """Database work on a worker thread: the event loop keeps accepting webhooks and
+        running Rasa for other workers meanwhile."""
+        return await asyncio.to_thread(function, *args)
+
     def _claim(self, contact_id: int) -> bool:
         with self.db.session() as session:
             return queue.claim(session, contact_id, self.owner, self.options.lease_seconds)
@@ -176,15 +183,24 @@ class Inbox:
         provider, a rate limit's wait)."""
         while True:
             await asyncio.sleep(self.options.lease_seconds / 3)
-            with self.db.session() as session:
-                if not queue.renew(session, contact_id, self.owner, self.options.lease_seconds):
-                    self._lost.add(contact_id)
-                    logger.warning("queue lease lost (this process stalled): another takes over")
-                    return
+            if not await self._off_loop(self._renew, contact_id):
+                self._lost.add(contact_id)
+                logger.warning("queue lease lost (this process stalled): another takes over")
+                return
+
+    def _renew(self, contact_id: int) -> bool:
+        with self.db.session() as session:
+            return queue.renew(session, contact_id, self.owner, self.options.lease_seconds)
+
+    def _let_go(self, contact_id: int) -> None:
+        with self.db.session() as session:
+            queue.release(session, contact_id, self.owner)
 
     async def process(self, contact_id: int) -> None:
         """Every due pending message of one worker, in order, then their queued replies, if
         this process can take the worker; otherwise whoever holds the worker does it."""
+        if self._stopping:
+            return  # the message stays pending: another process (or the next start) takes it
         if contact_id in self._active:
             self._again.add(contact_id)  # the task processing this worker looks again
             return
@@ -192,7 +208,7 @@ class Inbox:
         held = False
         try:
             async with self._semaphore():
-                if not self._claim(contact_id):
+                if not await self._off_loop(self._claim, contact_id):
                     return  # another process has the worker: it looks again before letting go
                 held = True
                 self._lost.discard(contact_id)
@@ -208,7 +224,7 @@ class Inbox:
                             return
                         if contact_id in self._again:
                             continue
-                        held = self._release(contact_id)
+                        held = await self._off_loop(self._release, contact_id)
                         if not held:
                             return
                 finally:
@@ -218,27 +234,21 @@ class Inbox:
             self._again.discard(contact_id)
             self._lost.discard(contact_id)
             if held:  # an error on the way: let go now rather than after the lease
-                with self.db.session() as session:
-                    queue.release(session, contact_id, self.owner)
+                await self._off_loop(self._let_go, contact_id)
 
     def _ours(self, contact_id: int) -> bool:
-        return contact_id not in self._lost
+        """Still this process's worker: the lease was not lost, and no shutdown began (then
+        the turn in progress finishes and its replies go out, nothing more)."""
+        return contact_id not in self._lost and not self._stopping
 
     async def _process_claimed(self, contact_id: int) -> bool:
         """Processes and delivers; True when a message failed (it waits for its retry)."""
         failed = False
         while self._ours(contact_id):
-            with self.db.session() as session:
-                message = queue.first_pending(session, contact_id)
-                if message is None or queue.is_later(message.next_attempt_at):
-                    break  # later messages wait behind a message waiting for its retry
-                message_id = message.id
-                step = self.keywords.handle(session, message)
-                contact = message.contact
-                text, channel = message.text or "", message.channel
-                sender_id, address = contact.pseudonym, contact.address
-                has_media = bool(message.media)
-                ids = self._chat_message_ids(session, contact.id) if step == "quick_exit" else []
+            turn = await self._off_loop(self._next_message, contact_id)
+            if turn is None:
+                break  # none, or later messages wait behind a message waiting for its retry
+            message_id, step, text, channel, sender_id, address, has_media, ids = turn
             if step == channel_keywords.DONE:
                 continue
             if step == channel_keywords.QUICK_EXIT:
@@ -250,14 +260,31 @@ class Inbox:
                     await self._download_media(message_id, channel)
                 replies = await self.bridge.turn(text, sender_id, channel, message_id)
             except ProcessingError as exc:
-                self._failed(message_id, str(exc))
+                await self._off_loop(self._failed, message_id, str(exc))
                 failed = True
                 break
-            self._answered(contact_id, message_id, channel, address, replies)
-        await self.outbox.deliver(contact_id, lambda: self._ours(contact_id))
+            after = await self._off_loop(
+                self._answered, contact_id, message_id, channel, address, replies
+            )
+            if after is not None:
+                self._spawn(after())
+        await self.outbox.deliver(contact_id, lambda: contact_id not in self._lost)
         return failed
 
-    def _answered(self, contact_id, message_id, channel, address, replies) -> None:
+    def _next_message(self, contact_id: int):
+        """The worker's oldest pending message if it is due, its channel words handled (in the
+        same transaction): what the turn needs, or None."""
+        with self.db.session() as session:
+            message = queue.first_pending(session, contact_id)
+            if message is None or queue.is_later(message.next_attempt_at):
+                return None
+            step = self.keywords.handle(session, message)
+            contact = message.contact
+            ids = self._chat_message_ids(session, contact.id) if step == "quick_exit" else []
+            return (message.id, step, message.text or "", message.channel, contact.pseudonym,
+                    contact.address, bool(message.media), ids)  # fmt: skip
+
+    def _answered(self, contact_id, message_id, channel, address, replies):
         """Stores a turn's replies and marks the message done, in one transaction that first
         checks the worker is still ours (the fence: a process that stalled past its lease
         stores nothing; the process that took the worker over answers)."""
@@ -269,7 +296,7 @@ class Inbox:
             if not queue.fence(session, contact_id, self.owner, self.options.lease_seconds):
                 self._lost.add(contact_id)
                 logger.warning("queue lease lost before a turn was stored: not stored here")
-                return
+                return None
             message = session.get(Message, message_id)
             if message is None:  # the worker erased their data in this very turn
                 erased = True
@@ -290,11 +317,12 @@ class Inbox:
                     self.keywords.offer_plain_sms(session, message)
         if quick_exit and not erased:
             # The menu's "clear this chat": the same quick exit as the keyword, nothing else.
-            self._spawn(self._quick_exit(channel, address, ids))
-        elif erased:
+            return lambda: self._quick_exit(channel, address, ids)
+        if erased:
             # Nothing of theirs is stored any more, not even the address: the confirmation is
             # sent once, directly, and kept nowhere.
-            self._spawn(self._send_unstored(channel, address, texts))
+            return lambda: self._send_unstored(channel, address, texts)
+        return None
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -316,11 +344,14 @@ class Inbox:
 
         from bot.store.models import Attachment
 
-        with self.db.session() as session:
-            message = session.get(Message, message_id)
-            refs = list(message.media or [])
-            if not refs or message.attachments:
-                return
+        def pending_refs() -> list:
+            with self.db.session() as session:
+                message = session.get(Message, message_id)
+                return [] if message.attachments else list(message.media or [])
+
+        refs = await self._off_loop(pending_refs)
+        if not refs:
+            return
         sender = self.senders.get(channel)
         stored = []
         for ref in refs:
@@ -332,15 +363,18 @@ class Inbox:
                 stored.append((content_type, exc.size, "-" * 64, None))
             except SendError as exc:
                 raise ProcessingError(f"media_{exc.code}") from exc
-        with self.db.session() as session:
-            message = session.get(Message, message_id)
-            for content_type, size, digest, data in stored:
-                session.add(
-                    Attachment(
-                        message=message, content_type=content_type, size=size, sha256=digest,
-                        data=data,
-                    )
-                )  # fmt: skip
+        def store() -> None:
+            with self.db.session() as session:
+                message = session.get(Message, message_id)
+                for content_type, size, digest, data in stored:
+                    session.add(
+                        Attachment(
+                            message=message, content_type=content_type, size=size,
+                            sha256=digest, data=data,
+                        )
+                    )  # fmt: skip
+
+        await self._off_loop(store)
 
     @staticmethod
     def _chat_message_ids(session, contact_id: int) -> list[str]:
@@ -396,7 +430,7 @@ class Inbox:
 
     # --- 3. delivering ----------------------------------------------------------------------
     async def deliver(self, contact_id: int) -> None:
-        await self.outbox.deliver(contact_id, lambda: self._ours(contact_id))
+        await self.outbox.deliver(contact_id, lambda: contact_id not in self._lost)
 
     def window_closed(self, out: Message) -> None:
         self.outbox.window_closed(out)
@@ -405,14 +439,28 @@ class Inbox:
     async def run_due(self) -> int:
         """Processes up to ``batch`` workers with something due and no live lease, up to
         ``concurrency`` at once; how many were taken."""
-        with self.db.session() as session:
-            contact_ids = queue.due_contacts(session, self.options.batch, skip=self._active)
+        contact_ids = await self._off_loop(self._due, frozenset(self._active))
         if contact_ids:
             await asyncio.gather(*(self.process(cid) for cid in contact_ids))
         return len(contact_ids)
 
+    def _due(self, skip: frozenset) -> list[int]:
+        with self.db.session() as session:
+            return queue.due_contacts(session, self.options.batch, skip=skip)
+
     def start(self, interval: float | None = None) -> None:
         if self._loop_task is None:
+            # The queue's database work, the providers' blocking clients and the webhooks'
+            # storing share the loop's default thread pool: more threads than asyncio's
+            # default (cores + 4), so a burst of webhooks does not wait behind slow sends.
+            import concurrent.futures
+
+            asyncio.get_running_loop().set_default_executor(
+                concurrent.futures.ThreadPoolExecutor(
+                    max_workers=max(16, 4 * self.options.concurrency),
+                    thread_name_prefix="helpline-queue",
+                )
+            )
             self._loop_task = asyncio.get_running_loop().create_task(
                 self._loop(self.options.interval if interval is None else interval)
             )
@@ -424,18 +472,33 @@ class Inbox:
                 taken = await self.run_due()
                 sweeps += 1
                 if sweeps % 600 == 0:
-                    with self.db.session() as session:
-                        queue.purge_expired(session)
+                    await self._off_loop(self._purge_expired)
             except Exception:  # noqa: BLE001 - the loop must survive; the error is logged
                 logger.exception("channel queue loop failed; retrying")
                 taken = 0
             if taken < self.options.batch:  # after a full batch, look again at once
                 await asyncio.sleep(interval)
 
-    async def stop(self) -> None:
-        """Lets go of every worker this process holds (a clean shutdown)."""
+    def _purge_expired(self) -> None:
+        with self.db.session() as session:
+            queue.purge_expired(session)
+
+    async def stop(self, grace: float = 20.0) -> None:
+        """A clean shutdown: takes no new worker, lets the turns in progress finish (up to
+        ``grace`` seconds: a turn cut short would be run again elsewhere, and a reply it had
+        sent could go twice), then lets go of every worker this process holds, so other
+        processes take them at once instead of after the lease."""
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._active and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         if self._loop_task is not None:
             self._loop_task.cancel()
             self._loop_task = None
-        with self.db.session() as session:
-            queue.release_all(session, self.owner)
+
+        def release_all() -> None:
+            with self.db.session() as session:
+                queue.release_all(session, self.owner)
+
+        await self._off_loop(release_all)

@@ -16,6 +16,7 @@ more); no provider offers an idempotency key that would make it exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -52,26 +53,12 @@ class Outbox:
         when this process no longer holds the worker (``still_ours``)."""
         sent: tuple[int, str | None] | None = None
         while True:
-            with self.db.session() as session:
-                if sent is not None:
-                    self._mark_sent(session, *sent)
-                    sent = None
-                if not still_ours():
-                    return
-                out = queue.first_queued(session, contact_id)
-                if out is None or queue.is_later(out.next_attempt_at):
-                    return
-                contact = out.contact
-                if contact.opted_out and out.author != STOP_AUTHOR:
-                    out.status = "held"
-                    out.error = "opted_out"
-                    continue
-                out_id, channel, address, text = out.id, out.channel, contact.address, out.text
-                parts_sent = out.parts_sent or 0
-                if channel == "sms" and address and address.startswith(WHATSAPP_PREFIX):
-                    address = address[len(WHATSAPP_PREFIX):]  # the WhatsApp reply's SMS fallback
-                if channel == "sms" and contact.sms_plain:
-                    text = without_accents(text)
+            # Database work on a worker thread, off the event loop.
+            reply = await asyncio.to_thread(self._next_reply, contact_id, sent, still_ours)
+            sent = None
+            if reply is None:
+                return
+            out_id, channel, address, text, parts_sent = reply
             sender = self.senders.get(channel)
             keys = await self._within_rate(out_id, channel, address, text, parts_sent)
             if keys is None:
@@ -84,10 +71,34 @@ class Outbox:
                 )
             except SendError as exc:
                 await self._provider_asked_to_wait(keys, exc)
-                if not self._send_failed(out_id, exc):
+                if not await asyncio.to_thread(self._send_failed, out_id, exc):
                     return
                 continue
             sent = (out_id, str(provider_id) if provider_id else None)
+
+    def _next_reply(self, contact_id: int, sent, still_ours):
+        """Records the reply just sent (``sent``) and reads the next one to send, in one
+        transaction: (id, channel, address, text, parts already sent), or None."""
+        with self.db.session() as session:
+            if sent is not None:
+                self._mark_sent(session, *sent)
+            while still_ours():
+                out = queue.first_queued(session, contact_id)
+                if out is None or queue.is_later(out.next_attempt_at):
+                    return None
+                contact = out.contact
+                if contact.opted_out and out.author != STOP_AUTHOR:
+                    out.status = "held"
+                    out.error = "opted_out"
+                    session.flush()
+                    continue
+                address, text = contact.address, out.text
+                if out.channel == "sms" and address and address.startswith(WHATSAPP_PREFIX):
+                    address = address[len(WHATSAPP_PREFIX):]  # the WhatsApp reply's SMS fallback
+                if out.channel == "sms" and contact.sms_plain:
+                    text = without_accents(text)
+                return out.id, out.channel, address, text, out.parts_sent or 0
+            return None
 
     @staticmethod
     def _mark_sent(session, out_id: int, provider_id: str | None) -> None:
@@ -117,13 +128,17 @@ class Outbox:
             for key, cost in keys:
                 await self.limiter.wait(key, cost, max_wait=MAX_INLINE_WAIT)
         except ratelimit.RateLimited as exc:
-            with self.db.session() as session:
-                out = session.get(Message, out_id)
-                if out is not None:
-                    out.next_attempt_at = utcnow() + dt.timedelta(seconds=exc.delay)
+            await asyncio.to_thread(self._not_yet, out_id, exc.delay)
             logger.info("reply waits %.1f s for the %s sender's rate limit", exc.delay, channel)
             return None
         return keys
+
+    def _not_yet(self, out_id: int, seconds: float) -> None:
+        """Back in the queue for later (no attempt counted: nothing failed)."""
+        with self.db.session() as session:
+            out = session.get(Message, out_id)
+            if out is not None:
+                out.next_attempt_at = utcnow() + dt.timedelta(seconds=seconds)
 
     async def _provider_asked_to_wait(self, keys: list[tuple[str, int]], exc: SendError) -> None:
         """A 429: every process sending through these buckets pauses for the provider's wait."""

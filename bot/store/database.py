@@ -27,7 +27,17 @@ class Database:
         search_key: str | None = None,
     ) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        options = {}
+        if url.startswith("sqlite") and ":memory:" not in url and url.rstrip("/") != "sqlite:":
+            # SQLAlchemy 1.4 opens a new SQLite connection for every session of a file database
+            # (NullPool), and each runs our pragmas: a fifth of the queue's time under load
+            # (tests/bench/profile_turns.py). A pool keeps them; the queue's database work runs
+            # on worker threads, hence check_same_thread off (one thread uses a connection at a
+            # time, as the pool guarantees).
+            from sqlalchemy.pool import QueuePool
+
+            options = {"poolclass": QueuePool, "connect_args": {"check_same_thread": False}}
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True, **options)
         # The Encrypted column type finds the cipher on the dialect: one per engine.
         self.engine.dialect.helpline_cipher = FieldCipher(encryption_keys)
         # The keyed hash of the search index (repository.search_terms): the pseudonym key in a

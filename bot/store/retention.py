@@ -31,6 +31,7 @@ with ``--apply`` once a day inside ``helpline run``. Every applied run leaves on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -38,7 +39,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
-from sqlalchemy import and_, delete, exists, func, insert, not_, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, not_, or_, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -318,6 +319,27 @@ def describe(report: Mapping[str, Mapping[str, int | None]], *, applied: bool) -
 Tracker = Engine | str | Callable[[], Engine | str | None] | None
 
 
+RETENTION_LOCK = 0x72657465  # "rete": PostgreSQL advisory lock held while retention runs
+
+
+@contextlib.contextmanager
+def only_one_process(db: Database):
+    """True when this process may run retention now: on PostgreSQL, whoever holds the advisory
+    lock (replicas each start a daily run; one does the work); on SQLite, always (one process)."""
+    if db.engine.dialect.name != "postgresql":
+        yield True
+        return
+    with db.engine.connect() as connection:
+        ours = connection.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": RETENTION_LOCK}
+        ).scalar()
+        try:
+            yield bool(ours)
+        finally:
+            if ours:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": RETENTION_LOCK})
+
+
 class Daily:
     """A daemon thread that applies retention every ``interval`` seconds, the first time
     ``delay`` seconds after it starts. It logs counts only; a failed run is logged (its type)
@@ -353,8 +375,12 @@ class Daily:
             tracker = self.tracker() if callable(self.tracker) else self.tracker
             db = self.db_factory()
             try:
-                self.report = run(db, self.policy, tracker=tracker, apply=True,
-                                  now=self.clock())  # fmt: skip
+                with only_one_process(db) as ours:
+                    if not ours:
+                        logger.info("retention: another process is running it")
+                        return
+                    self.report = run(db, self.policy, tracker=tracker, apply=True,
+                                      now=self.clock())  # fmt: skip
             finally:
                 db.dispose()
                 if callable(self.tracker) and isinstance(tracker, Engine):
