@@ -6,6 +6,7 @@ the test with real processes killed by SIGKILL is tests/test_scale.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import random
 
@@ -184,13 +185,20 @@ def test_a_backlog_drains_concurrently_in_bounded_batches(database, telegram):
     seen: list = []
     a = make_inbox(db, app, telegram, "a", seen, concurrency=4, batch=8)
     running, peak = 0, 0
+    full: dict = {}
 
     class Counts:
         async def __call__(self, message) -> None:
+            """Waits (up to 2 s) until 4 turns run at once: they do if the sweep runs them
+            concurrently; one by one, the peak stays 1."""
             nonlocal running, peak
+            event = full.setdefault(asyncio.get_running_loop(), asyncio.Event())
             running += 1
             peak = max(peak, running)
-            await asyncio.sleep(0.02)
+            if running >= 4:
+                event.set()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), 2)
             running -= 1
             await message.output_channel.send_text_message(message.sender_id, "ok")
 

@@ -163,20 +163,16 @@ class Inbox:
         running Rasa for other workers meanwhile."""
         return await asyncio.to_thread(function, *args)
 
-    def _claim(self, contact_id: int) -> bool:
-        with self.db.session() as session:
-            return queue.claim(session, contact_id, self.owner, self.options.lease_seconds)
-
-    def _release(self, contact_id: int) -> bool:
+    def _release(self, contact_id: int, again: bool = True) -> bool:
         """Lets the worker go; True when something came in meanwhile and the worker is ours
         again (a message accepted while we held the lease: its own process's attempt to take
-        the worker failed, so we must not leave it waiting for the next sweep)."""
+        the worker failed, so we must not leave it waiting for the next sweep). One
+        transaction: on PostgreSQL the lease row stays locked until it commits."""
         with self.db.session() as session:
-            queue.release(session, contact_id, self.owner)
-        with self.db.session() as session:
-            if not queue.has_due(session, contact_id):
-                return False
-            return queue.claim(session, contact_id, self.owner, self.options.lease_seconds)
+            if again and queue.has_due(session, contact_id):
+                return queue.claim(session, contact_id, self.owner, self.options.lease_seconds)
+            queue.release(session, contact_id, self.owner)  # (a shutdown: never again)
+            return False
 
     async def _keep(self, contact_id: int) -> None:
         """Renews the lease while the worker is being processed (a long Rasa turn, a slow
@@ -208,7 +204,9 @@ class Inbox:
         held = False
         try:
             async with self._semaphore():
-                if not await self._off_loop(self._claim, contact_id):
+                # The claim and the first message's reading in one transaction.
+                claimed, first = await self._off_loop(self._next_message, contact_id, True)
+                if not claimed:
                     return  # another process has the worker: it looks again before letting go
                 held = True
                 self._lost.discard(contact_id)
@@ -216,7 +214,8 @@ class Inbox:
                 try:
                     while True:
                         self._again.discard(contact_id)
-                        failed = await self._process_claimed(contact_id)
+                        failed = await self._process_claimed(contact_id, first)
+                        first = None
                         if contact_id in self._lost:
                             held = False
                             return
@@ -224,7 +223,9 @@ class Inbox:
                             return
                         if contact_id in self._again:
                             continue
-                        held = await self._off_loop(self._release, contact_id)
+                        held = await self._off_loop(
+                            self._release, contact_id, not self._stopping
+                        )
                         if not held:
                             return
                 finally:
@@ -241,11 +242,16 @@ class Inbox:
         the turn in progress finishes and its replies go out, nothing more)."""
         return contact_id not in self._lost and not self._stopping
 
-    async def _process_claimed(self, contact_id: int) -> bool:
-        """Processes and delivers; True when a message failed (it waits for its retry)."""
+    async def _process_claimed(self, contact_id: int, first=None) -> bool:
+        """Processes and delivers; True when a message failed (it waits for its retry).
+        ``first``: the first message, already read with the claim."""
         failed = False
+        reply = None  # the first reply to send, read with the turn's replies
         while self._ours(contact_id):
-            turn = await self._off_loop(self._next_message, contact_id)
+            if first is not None:
+                turn, first = first, None
+            else:
+                _, turn = await self._off_loop(self._next_message, contact_id, False)
             if turn is None:
                 break  # none, or later messages wait behind a message waiting for its retry
             message_id, step, text, channel, sender_id, address, has_media, ids = turn
@@ -263,26 +269,31 @@ class Inbox:
                 await self._off_loop(self._failed, message_id, str(exc))
                 failed = True
                 break
-            after = await self._off_loop(
+            after, reply = await self._off_loop(
                 self._answered, contact_id, message_id, channel, address, replies
             )
             if after is not None:
                 self._spawn(after())
-        await self.outbox.deliver(contact_id, lambda: contact_id not in self._lost)
+        await self.outbox.deliver(contact_id, lambda: contact_id not in self._lost, first=reply)
         return failed
 
-    def _next_message(self, contact_id: int):
-        """The worker's oldest pending message if it is due, its channel words handled (in the
-        same transaction): what the turn needs, or None."""
+    def _next_message(self, contact_id: int, claim: bool):
+        """(claimed, turn): with ``claim``, takes the worker's lease first (claimed False when
+        another process holds it); turn: the worker's oldest pending message if it is due, its
+        channel words handled in the same transaction (what the turn needs), or None."""
         with self.db.session() as session:
+            if claim and not queue.claim(
+                session, contact_id, self.owner, self.options.lease_seconds
+            ):
+                return False, None
             message = queue.first_pending(session, contact_id)
             if message is None or queue.is_later(message.next_attempt_at):
-                return None
+                return True, None
             step = self.keywords.handle(session, message)
             contact = message.contact
             ids = self._chat_message_ids(session, contact.id) if step == "quick_exit" else []
-            return (message.id, step, message.text or "", message.channel, contact.pseudonym,
-                    contact.address, bool(message.media), ids)  # fmt: skip
+            return True, (message.id, step, message.text or "", message.channel,
+                          contact.pseudonym, contact.address, bool(message.media), ids)  # fmt: skip
 
     def _answered(self, contact_id, message_id, channel, address, replies):
         """Stores a turn's replies and marks the message done, in one transaction that first
@@ -296,7 +307,7 @@ class Inbox:
             if not queue.fence(session, contact_id, self.owner, self.options.lease_seconds):
                 self._lost.add(contact_id)
                 logger.warning("queue lease lost before a turn was stored: not stored here")
-                return None
+                return None, None
             message = session.get(Message, message_id)
             if message is None:  # the worker erased their data in this very turn
                 erased = True
@@ -315,14 +326,16 @@ class Inbox:
                         out.reply_to_id = message.id
                         out.next_attempt_at = utcnow()
                     self.keywords.offer_plain_sms(session, message)
+            # The first reply to send, read in this transaction (the outbox needs no other).
+            reply = None if erased else self.outbox.next_reply(session, contact_id)
         if quick_exit and not erased:
             # The menu's "clear this chat": the same quick exit as the keyword, nothing else.
-            return lambda: self._quick_exit(channel, address, ids)
+            return (lambda: self._quick_exit(channel, address, ids)), reply
         if erased:
             # Nothing of theirs is stored any more, not even the address: the confirmation is
             # sent once, directly, and kept nowhere.
-            return lambda: self._send_unstored(channel, address, texts)
-        return None
+            return (lambda: self._send_unstored(channel, address, texts)), None
+        return None, reply
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -48,14 +48,19 @@ class Outbox:
     def backoff(self, attempts: int) -> dt.timedelta:
         return dt.timedelta(seconds=self.settings.retry_base_seconds * 2 ** (attempts - 1))
 
-    async def deliver(self, contact_id: int, still_ours: Callable[[], bool] = lambda: True) -> None:
+    async def deliver(self, contact_id: int, still_ours: Callable[[], bool] = lambda: True,
+                      first=None) -> None:  # fmt: skip
         """Sends the worker's queued replies, oldest first; stops at the first one to retry, or
-        when this process no longer holds the worker (``still_ours``)."""
+        when this process no longer holds the worker (``still_ours``). ``first``: the first
+        reply, already read (``next_reply``) in the transaction that stored it."""
         sent: tuple[int, str | None] | None = None
         while True:
             # Database work on a worker thread, off the event loop.
-            reply = await asyncio.to_thread(self._next_reply, contact_id, sent, still_ours)
-            sent = None
+            if first is not None:
+                reply, first = first, None
+            else:
+                reply = await asyncio.to_thread(self._next_reply, contact_id, sent, still_ours)
+                sent = None
             if reply is None:
                 return
             out_id, channel, address, text, parts_sent = reply
@@ -82,23 +87,28 @@ class Outbox:
         with self.db.session() as session:
             if sent is not None:
                 self._mark_sent(session, *sent)
-            while still_ours():
-                out = queue.first_queued(session, contact_id)
-                if out is None or queue.is_later(out.next_attempt_at):
-                    return None
-                contact = out.contact
-                if contact.opted_out and out.author != STOP_AUTHOR:
-                    out.status = "held"
-                    out.error = "opted_out"
-                    session.flush()
-                    continue
-                address, text = contact.address, out.text
-                if out.channel == "sms" and address and address.startswith(WHATSAPP_PREFIX):
-                    address = address[len(WHATSAPP_PREFIX):]  # the WhatsApp reply's SMS fallback
-                if out.channel == "sms" and contact.sms_plain:
-                    text = without_accents(text)
-                return out.id, out.channel, address, text, out.parts_sent or 0
-            return None
+            return self.next_reply(session, contact_id, still_ours)
+
+    def next_reply(self, session, contact_id: int, still_ours=lambda: True):
+        """The next reply to send, inside the caller's transaction (replies to a worker who
+        sent STOP are held on the way), or None."""
+        while still_ours():
+            out = queue.first_queued(session, contact_id)
+            if out is None or queue.is_later(out.next_attempt_at):
+                return None
+            contact = out.contact
+            if contact.opted_out and out.author != STOP_AUTHOR:
+                out.status = "held"
+                out.error = "opted_out"
+                session.flush()
+                continue
+            address, text = contact.address, out.text
+            if out.channel == "sms" and address and address.startswith(WHATSAPP_PREFIX):
+                address = address[len(WHATSAPP_PREFIX):]  # the WhatsApp reply's SMS fallback
+            if out.channel == "sms" and contact.sms_plain:
+                text = without_accents(text)
+            return out.id, out.channel, address, text, out.parts_sent or 0
+        return None
 
     @staticmethod
     def _mark_sent(session, out_id: int, provider_id: str | None) -> None:

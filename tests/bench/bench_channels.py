@@ -34,6 +34,7 @@ import argparse
 import collections
 import dataclasses
 import datetime as dt
+import os
 import re
 import shutil
 import sys
@@ -45,6 +46,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HELPLINE_ENV", "development")  # the servers' development keys
 
 from tests.bench.bench_dialogue import (  # noqa: E402
     LANGUAGES,
