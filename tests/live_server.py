@@ -120,3 +120,40 @@ def start(
                 pytest.fail("server did not start:\n" + log_path.read_text()[-3000:])
             time.sleep(1)
     return LiveServer(base, log_path, database_url, proc), stop
+
+
+def rasa_sdk_in_thread():
+    """Rasa SDK's own app with our actions, served in a thread's event loop on loopback (the
+    real action server's code, in this process: a test's monkeypatch reaches it). A generator:
+    yields the webhook URL, stops the server after."""
+    import asyncio
+    import threading
+
+    from rasa_sdk.endpoint import create_app
+    from sanic import Sanic
+    from sanic.touchup import TouchUp
+
+    loop = asyncio.new_event_loop()
+    port = free_port()
+    # Sanic keeps every app by name for the process: another test's rasa_sdk app may be there.
+    Sanic._app_registry.pop("rasa_sdk", None)
+    app = create_app("actions")
+    # Sanic's "touch-up" recompiles some of its own methods when an app starts; a second app
+    # started after another test's fails in it. Once done in this process, it is skipped.
+    touched = any(getattr(target, "__touched__", False) for target, _ in TouchUp._registry)
+    touch_up = TouchUp.run
+    if touched:
+        TouchUp.run = classmethod(lambda cls, app: None)
+    try:
+        server = loop.run_until_complete(
+            app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
+        )
+        loop.run_until_complete(server.startup())
+    finally:
+        TouchUp.run = touch_up
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}/webhook"
+    loop.call_soon_threadsafe(server.close)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)

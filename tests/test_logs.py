@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,38 +23,16 @@ from actions import messages as m
 from bot import logs
 from bot.channels.inbox import MESSAGE_ID_PREFIX, RASA_ACTION_FAILED
 from bot.i18n import Translations
-from tests.live_server import ROOT
+from tests.live_server import ROOT, rasa_sdk_in_thread
 
 CASE = "HX-123456"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def action_server():
-    """Rasa SDK's own app with our actions, served in a thread's event loop on loopback."""
-    import threading
-
-    from rasa_sdk.endpoint import create_app
-
+    """Rasa SDK's own app with our actions, in this process (tests/live_server.py)."""
     logs.install_filter()
-    loop = asyncio.new_event_loop()
-    port = _free_port()
-    app = create_app("actions")
-    server = loop.run_until_complete(
-        app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
-    )
-    loop.run_until_complete(server.startup())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}/webhook"
-    loop.call_soon_threadsafe(server.close)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    yield from rasa_sdk_in_thread()
 
 
 def _run_remote(url: str, text: str, message_id: str, slots: dict):

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
-import threading
 import uuid
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from bot import rasa_patches
 from bot.channels.inbox import MESSAGE_ID_PREFIX
 from bot.i18n import Translations
 from bot.settings import SettingsError
+from tests.live_server import free_port, rasa_sdk_in_thread
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,40 +55,10 @@ def stock_rasa():
     rasa_patches.restore()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def action_server_url():
-    """Rasa SDK's own app with our actions, served in a thread's event loop on loopback."""
-    from rasa_sdk.endpoint import create_app
-    from sanic import Sanic
-    from sanic.touchup import TouchUp
-
-    loop = asyncio.new_event_loop()
-    port = _free_port()
-    # Sanic keeps every app by name for the process: another test's rasa_sdk app may be there.
-    Sanic._app_registry.pop("rasa_sdk", None)
-    app = create_app("actions")
-    # Sanic's "touch-up" recompiles some of its own methods when an app starts, once per
-    # process; a second app started after another test's fails in it. It only speeds Sanic up.
-    touch_up, TouchUp.run = TouchUp.run, classmethod(lambda cls, app: None)
-    try:
-        server = loop.run_until_complete(
-            app.create_server(host="127.0.0.1", port=port, return_asyncio_server=True)
-        )
-        loop.run_until_complete(server.startup())
-    finally:
-        TouchUp.run = touch_up
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}/webhook"
-    loop.call_soon_threadsafe(server.close)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    """Rasa SDK's own app with our actions, in this process (tests/live_server.py)."""
+    yield from rasa_sdk_in_thread()
 
 
 @pytest.fixture(params=["http", "in-process"])
@@ -462,7 +431,7 @@ def test_turns_through_rasas_processor_with_no_action_server(
     model = latest_model(ROOT / "models")
     if model is None:
         pytest.skip("NO MODEL in models/: `make train` first (this test never trains one)")
-    nobody = f"http://127.0.0.1:{_free_port()}/webhook"  # no action server there
+    nobody = f"http://127.0.0.1:{free_port()}/webhook"  # no action server there
     endpoints_file = tmp_path / "endpoints.yml"
     endpoints_file.write_text(f"action_endpoint:\n  url: {nobody}\n", encoding="utf-8")
     assert rasa_patches.maybe_install(in_process=True).in_process
