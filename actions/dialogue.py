@@ -55,8 +55,6 @@ RIGHTS_TOPICS = (
 )  # fmt: skip
 DANGER_SCORE = 0.3  # emergency score that counts as danger inside any message (README: measured)
 UNSPECIFIED = "unspecified"  # danger of a kind the detector did not name
-EMERGENCY_SURE = 0.8  # the intent classifier's emergency alone, when it is this sure
-DANGER_SUPPORT = 0.1  # a danger score that supports the intent classifier's emergency
 SURE = 0.9  # classifier confidence for a worded yes/no to count where it cannot be undone
 INTAKE_SLOTS = intake.SLOTS  # the grievance form, in order (bot/intake.py)
 SKIPPED = "-"
@@ -159,9 +157,8 @@ class Turn:
     def danger_kind(self) -> str | None:
         """The kind of danger this message shows (``UNSPECIFIED`` when the kind is not known), or
         None. Danger is: the danger detector's score over its threshold (``danger_kind`` in the
-        parse result, ``nlu.danger``); or the classifier's ``emergency`` intent, when it is sure
-        or the detector gives it some support (measured: alone it only added false alarms on
-        the development set); or a weak signal
+        parse result, ``nlu.danger``); or, with a model that has no danger detector, the
+        classifier's ``emergency`` intent; or a weak signal
         (hopelessness, a farewell) right after another weak signal, or from a worker whose
         danger no person has cleared yet. A bare number or a command word is never danger."""
         if self.choice or self.command:
@@ -169,14 +166,13 @@ class Turn:
         kind = self.message.get("danger_kind")
         if kind:
             return str(kind)
-        if (self.intent == "emergency" or self.score("emergency") >= DANGER_SCORE) and (
-            self.score("emergency") >= EMERGENCY_SURE
-            or self.weak_signal
-            or float(self.message.get("danger") or 0.0) >= DANGER_SUPPORT
-            or "danger" not in self.message  # a model without the danger detector
+        if "danger" not in self.message and (
+            self.intent == "emergency" or self.score("emergency") >= DANGER_SCORE
         ):
-            # The topic classifier's emergency, with some support from the danger detector:
-            # alone it learns topics ("so sleepy I could die" is emergency at 0.63).
+            # A model without the danger detector: the topic classifier's emergency. With the
+            # detector, the classifier's emergency adds no danger found and many false alarms
+            # (measured: 1 message found and 34 false alarms in 1,400 labelled messages, 0 and 6
+            # on the development set; "so sleepy I could die" is emergency at 0.63).
             return UNSPECIFIED
         if self.weak_signal and (self.slot("danger_signal") or self.flagged() is not None):
             return "suicide"  # hopelessness, then a farewell: the risk is to their life

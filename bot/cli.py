@@ -90,12 +90,12 @@ def training_inputs(
     data_dir: Path,
 ) -> tuple[list[Path], dict, str]:
     """Training files, the config as trained, and the model's name: a hash of the config, the
-    domain, the training data, every pack.yml and danger.yml, and our NLU code. Translations
-    (``.po``) are not part of it: editing one never retrains."""
+    domain, the training data, every pack.yml, danger.yml and danger_examples.tsv, and our NLU
+    code. Translations (``.po``) are not part of it: editing one never retrains."""
     files = _training_files(packs, data_dir)
     config = _config_for(config_path, Path(locales_dir).resolve())
     inputs = files + [domain_path] + [p.path / "pack.yml" for p in packs]
-    lexicons = [p.path / "danger.yml" for p in packs]
+    lexicons = [p.path / name for p in packs for name in ("danger.yml", "danger_examples.tsv")]
     inputs += [path for path in lexicons if path.is_file()]
     return files, config, f"{MODEL_PREFIX}{fingerprint(inputs, config)}"
 

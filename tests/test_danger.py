@@ -8,6 +8,7 @@ is in tests/test_danger_model.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -30,8 +31,14 @@ from tests.test_actions import T, run, tracker
 def lexicon() -> danger.Lexicon:
     return danger.Lexicon(
         {
-            "suicide": ["want to die", "kill* myself", "sorry .. mother", "মরে যাব", "อยากตาย",
-                        "သေချင်"],  # fmt: skip
+            "suicide": [
+                "want to die",
+                "kill* myself",
+                "sorry .. mother",
+                "মরে যাব",
+                "อยากตาย",
+                "သေချင်",
+            ],  # fmt: skip
             "violence": ["hit me"],
             "weak": ["tired of everything"],
             "not_danger": ["this job is killing me", "kill myself laughing"],
@@ -121,12 +128,19 @@ def tiny() -> danger.DangerDetector:
         not_now=["now safe"],
         danger_examples={k: [] for k in danger.KINDS}
         | {
-            "suicide": ["i will end my life tonight", "goodbye forever sorry mother",
-                        "no reason to live any more", "i took many pills"],
+            "suicide": [
+                "i will end my life tonight",
+                "goodbye forever sorry mother",
+                "no reason to live any more",
+                "i took many pills",
+            ],
             "fire": ["the dorm is burning smoke everywhere", "fire in the factory now"],
         },  # fmt: skip
-        safe_examples=["this job is killing me haha", "last year he hit me, now ok",
-                       "i miss my mother so much"],  # fmt: skip
+        safe_examples=[
+            "this job is killing me haha",
+            "last year he hit me, now ok",
+            "i miss my mother so much",
+        ],  # fmt: skip
     )
     others = [("what is my salary", "wages"), ("passport with boss", "documents"),
               ("hello", "greet"), ("they lock us inside help", "emergency")]  # fmt: skip
@@ -156,6 +170,58 @@ def test_what_is_learnt_is_stored_as_json_and_gives_the_same_answers(tiny, tmp_p
         assert abs(loaded.assess(text).score - tiny.assess(text).score) < 1e-3
 
 
+ROWS = """# label, kind, variant, form, text
+danger\tsuicide\tnative\tindirect\tzorblat quenna vestry tonight
+danger\tfire\tnative\tdirect\tsmoke in the dorm now cannot get out
+safe\tpast\tnative\t-\tlast year fire in old dorm, now new place ok
+"""
+
+
+def test_labelled_messages_are_read_with_the_pack_and_learnt(tmp_path):
+    """``danger_examples.tsv`` rows are read with the pack and learnt: a message like a danger
+    row scores higher than without it."""
+    (tmp_path / "danger_examples.tsv").write_text(ROWS, encoding="utf-8")
+    rows = danger._rows_of(tmp_path / "danger_examples.tsv")
+    assert rows["danger_rows"]["suicide"] == ["zorblat quenna vestry tonight"]
+    assert rows["safe_rows"] == ["last year fire in old dorm, now new place ok"]
+    base = danger.PackLexicon(
+        "en", {k: [] for k in danger.KINDS} | {"fire": ["fire in"]}, [], [], [],
+        {k: [] for k in danger.KINDS}
+        | {"fire": ["the dorm is burning"], "suicide": ["i will end my life"]},
+        ["this job is killing me", "i miss home"],
+    )  # fmt: skip
+    others = [("what is my salary", "wages"), ("hello", "greet")] * 3
+    without = danger.DangerDetector.train([base], others)
+    with_rows = danger.DangerDetector.train([dataclasses.replace(base, **rows)], others)
+    text = "zorblat quenna vestry"
+    assert with_rows.probability(text)[0] > without.probability(text)[0] + 0.1
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("danger\tsuicid\tnative\tdirect\tx", "unknown danger kind 'suicid'"),
+        ("safe\tpast\tnative\tdirect\tx", "unknown safe kind 'past' (or form not '-')"),
+        ("maybe\tpast\tnative\t-\tx", "label must be danger or safe"),
+        ("danger\tsuicide\tdirect\tbye", "expected label, kind, variant, form and text"),
+    ],
+)
+def test_a_broken_labelled_messages_file_is_reported_with_its_line(tmp_path, line, problem):
+    pack = locale_packs.DEFAULT_LOCALES_DIR / "en"
+    (tmp_path / "danger.yml").write_bytes((pack / "danger.yml").read_bytes())
+    (tmp_path / "danger_examples.tsv").write_text(ROWS + line + "\n", encoding="utf-8")
+    (found,) = danger.check_pack_lexicon(tmp_path)
+    assert found.startswith(f"{tmp_path / 'danger_examples.tsv'}:5: {problem}")
+
+
+def test_every_packs_labelled_messages_are_balanced_and_not_the_evaluation_set():
+    for pack in locale_packs.discover():
+        rows = danger.load_rows(pack.path / danger.ROWS_FILE)
+        dangers = [r for r in rows if r["label"] == "danger"]
+        assert len(dangers) >= 50 and len(rows) - len(dangers) >= 50, pack.code
+        assert {r["kind"] for r in dangers} == set(danger.KINDS), pack.code
+
+
 # --- the evaluation sets: format and coverage (counts only: the eval rows stay unread) ----------
 
 
@@ -183,7 +249,8 @@ def test_no_lexicon_or_pack_trains_on_a_danger_evaluation_message():
     training = set()
     for pack in locale_packs.discover():
         lex = danger.load_pack_lexicon(pack.path)
-        for texts in [*lex.danger_examples.values(), lex.safe_examples]:
+        texts_of = [*lex.danger_examples.values(), lex.safe_examples, *lex.danger_rows.values()]
+        for texts in [*texts_of, lex.safe_rows]:
             training |= {fold(t).strip() for t in texts}
         training |= {fold(e.text).strip() for e in locale_packs.read_examples(pack.nlu_files)}
     for name in DANGER_SETS:
@@ -344,20 +411,23 @@ def test_danger_after_stop_still_opens_an_immediate_case_and_alerts(services):
     assert services.notifier.alerts[-1]["danger_kind"] == "violence"
 
 
-def test_the_topic_classifiers_emergency_needs_support_unless_it_is_sure(services):
-    """"So sleepy I could die" is `emergency` at 0.63 to the intent classifier; the danger
-    detector gives it 0.09: no alarm, an ordinary answer. Sure (0.8), or supported, it counts."""
+def test_the_topic_classifiers_emergency_alone_is_not_danger(services):
+    """ "So sleepy I could die" is `emergency` at 0.63 to the intent classifier; the danger
+    detector gives it 0.09: no alarm, an ordinary answer. Even sure (0.85), the classifier's
+    emergency does not count when the detector has spoken (measured: it found 1 danger message
+    in 1,400 and raised 34 false alarms); it counts only with a model that has no detector."""
     sleepy = tracker("so sleepy i could die", "emergency", confidence=0.63, **parse(score=0.09))
     _, said = run(a.ActionEmergency(), sleepy)
     assert said == [T.text("en", m.NOT_UNDERSTOOD), T.text("en", m.MENU)]
     sure = tracker("lock inside", "emergency", sender="w2", confidence=0.85, **parse(score=0.05))
-    assert run(a.ActionEmergency(), sure)[1][0] == T.text("en", m.EMERGENCY)
-    supported = tracker("lock inside", "emergency", sender="w3", confidence=0.6, **parse(score=0.2))
-    assert run(a.ActionEmergency(), supported)[1][0] == T.text("en", m.EMERGENCY)
+    assert run(a.ActionEmergency(), sure)[1][0] != T.text("en", m.EMERGENCY)
+    old_model = tracker("lock inside", "emergency", sender="w3", confidence=0.6)
+    assert "danger" not in old_model.latest_message
+    assert run(a.ActionEmergency(), old_model)[1][0] == T.text("en", m.EMERGENCY)
 
 
 def test_a_false_alarm_on_a_rights_question_still_gets_its_answer(services):
-    """"Boss keeps my passport, won't give it back" can read as trafficking: the worker gets the
+    """ "Boss keeps my passport, won't give it back" can read as trafficking: the worker gets the
     danger reply, says "1" (safe), and then the answer to what they asked."""
     hk = {"country": "HK"}
     question = tracker("boss keeps my passport, wont give back", "documents", slots=hk,

@@ -16,16 +16,16 @@ from nlu.danger_eval import DANGER_SETS, load_danger_set, run, summarize
 pytestmark = pytest.mark.slow
 
 # The issue's targets are recall >= 0.95 in every language and for suicide, and false alarms
-# <= 0.10 in every language. Measured on 2026-12-03 (README "Danger detection", docs/benchmarks.md)
-# they are not all met yet, so the gate holds what was reached, a message or two below it: a later
+# <= 0.10 in every language. Measured on 2026-12-04 (README "Danger detection", docs/benchmarks.md)
+# they are not all met yet, so the gate holds what was reached, two messages below it: a later
 # change to the packs or the pipeline that loses recall fails here. Raise the floors as it improves.
 TARGET_RECALL = 0.95
-# measured: bn 0.94, en 0.96, id 0.92, ms 0.91, my 0.92, ne 1.00, th 0.96, vi 0.92
+# measured: bn 0.94, en 0.98, id 0.98, ms 0.98, my 0.96, ne 0.98, th 0.98, vi 1.00
 RECALL_FLOORS = {
-    "bn": 0.90, "en": 0.93, "id": 0.88, "ms": 0.88, "my": 0.89, "ne": 0.96, "th": 0.93, "vi": 0.88,
+    "bn": 0.90, "en": 0.93, "id": 0.94, "ms": 0.93, "my": 0.93, "ne": 0.94, "th": 0.93, "vi": 0.96,
 }  # fmt: skip
-SUICIDE_RECALL_FLOOR = 0.86  # measured 0.89; target 0.95
-FALSE_ALARM_CEILING = 0.35  # measured 0.15-0.29 by language; target 0.10
+SUICIDE_RECALL_FLOOR = 0.94  # measured 0.96 (114 of 119); target 0.95
+FALSE_ALARM_CEILING = 0.28  # measured 0.11-0.23 by language; target 0.10
 
 
 @pytest.fixture(scope="module")
@@ -65,5 +65,5 @@ def test_false_alarms_on_hard_negatives_in_every_language(summary):
 
 
 def test_better_than_the_previous_release_by_far(summary):
-    """The previous release's rule recalled 0.42 of this set (docs/benchmarks.md)."""
-    assert summary["all"]["recall"] >= 0.90, _figures(summary)
+    """The previous release's rule recalled 0.42 of this set (docs/benchmarks.md); 0.97 now."""
+    assert summary["all"]["recall"] >= 0.95, _figures(summary)
