@@ -76,7 +76,11 @@ def test_question_complaint_and_status(live, store, language):
     # "1": report this problem.
     replies = live.say(worker, "1")
     assert replies == [T.text(spoken, m.INTAKE_PRIVACY), T.text(spoken, m.ASK_WHAT_HAPPENED)]
-    what = heldout(language, "documents", 1)
+    # Likewise a complaint the detector does not flag (a flagged one gets the danger reply first)
+    what = next(
+        q for q in (heldout(language, "documents", n) for n in range(1, 8))
+        if q != question and not call(f"{live.base}/model/parse", {"text": q}).get("danger_kind")
+    )  # fmt: skip
     answers = [what, "Kowloon", skip_word(language), skip_word(language), "2025", "4"]
     for answer in answers:
         replies = live.say(worker, answer)
