@@ -12,11 +12,13 @@ parts, both learnt from the locale packs, so adding a language stays adding a fo
    danger phrases a weak signal only.
    ``weak`` phrases (hopelessness, farewells) are not
    danger alone; the dialogue counts two in a row as danger (``actions.dialogue``).
-2. **The classifier**: character n-grams (2-5, within words) into a logistic regression trained
-   on danger (every pack's ``examples.danger``, lexicon phrases and the ``emergency`` intent's
-   examples) against hard negatives (``examples.safe``, ``not_danger`` phrases) and every other
-   intent's examples. A second logistic regression names the kind. Its threshold is set for
-   recall on the development set (``tests/data/danger/dev``), never on the evaluation set.
+2. **The classifier**: character n-grams (2-5, within words) and word 1-2 grams into a logistic
+   regression trained on danger (every pack's ``examples.danger``, lexicon phrases, labelled
+   danger messages of ``danger_examples.tsv`` and the ``emergency`` intent's examples) against
+   hard negatives (``examples.safe``, ``not_danger`` phrases, labelled safe messages) and every
+   other intent's examples. A second logistic regression names the kind. Its threshold per
+   language is cross-validated on the labelled messages, recall first
+   (``tests/bench/danger_cv.py``), never set on the evaluation set.
 
 ``assess(text)`` gives ``Assessment(score, kind, weak, source)``: ``score`` in 0..1 (a lexicon
 phrase gives at least ``LEXICON_SCORE``), ``kind`` one of ``KINDS`` or None. What is learnt is
