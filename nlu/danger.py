@@ -57,7 +57,7 @@ ROWS_FILE = "danger_examples.tsv"  # whole messages by independent writers, labe
 SAFE_KINDS = ("figure_of_speech", "past", "law_question", "documents", "homesick", "other_topic")
 DANGER_FORMS = ("direct", "subtle", "indirect")
 LEXICON_SCORE = 0.95  # a danger phrase, outside any not_danger phrase
-THRESHOLD = 0.3  # classifier probability that counts as danger (set for recall on the dev set)
+THRESHOLD = 0.3  # classifier probability that counts as danger, for a pack without its own
 WEAK_THRESHOLD = 0.2  # below THRESHOLD, at least this: a weak signal
 # A lexicon phrase is danger unless the classifier is this sure it is not ("my wife will kill me
 # if I forget the gift haha"); below it, the phrase is a weak signal (two in a row are danger).
@@ -341,6 +341,25 @@ def _long_enough(text: str) -> bool:
     return len(norm.split()) >= MIN_WORDS or unspaced >= MIN_LETTERS_UNSPACED
 
 
+def decide(
+    p: float,
+    matched: bool,
+    over: bool,
+    long_enough: bool,
+    threshold: float,
+    lexicon_floor: float = LEXICON_FLOOR,
+) -> str | None:
+    """Which part finds danger, ``"lexicon"`` or ``"classifier"``, or None: a danger phrase
+    unless the classifier is ``lexicon_floor`` sure it is not; else the classifier's ``p`` at the
+    threshold, for a message long enough and not about danger that is over. Used by ``assess``
+    and by the threshold search (tests/bench/danger_cv.py), which reuses stored scores."""
+    if matched and p >= lexicon_floor:
+        return "lexicon"
+    if p >= threshold and not over and long_enough:
+        return "classifier"
+    return None
+
+
 def _features(texts: Iterable[str]):
     return [normalize_for_matching(t) for t in texts]
 
@@ -437,8 +456,6 @@ class DangerDetector:
         weak_threshold: float = WEAK_THRESHOLD,
         lexicon_floor: float = LEXICON_FLOOR,
         thresholds: dict[str, float] | None = None,
-        safe_weight: float | None = None,
-        c: float | None = None,
     ) -> DangerDetector:
         """``intent_examples``: ``(text, intent)`` of every pack; ``emergency`` ones count as
         danger, every other intent as not danger."""
@@ -476,23 +493,21 @@ class DangerDetector:
         labels = np.array([1] * n_danger + [0] * (n_hard + len(others)))
         # Hard negatives count more than ordinary messages: they are what floods caseworkers.
         # Labelled whole messages count more than phrases and pack examples.
-        sw = SAFE_WEIGHT if safe_weight is None else safe_weight
         weights = np.array(
             [1.0] * len(danger_texts)
             + [ROWS_WEIGHT] * len(danger_rows)
             + [1.0] * len(emergency)
-            + [sw] * len(safe_texts)
-            + [sw * ROWS_WEIGHT] * len(safe_rows)
+            + [SAFE_WEIGHT] * len(safe_texts)
+            + [SAFE_WEIGHT * ROWS_WEIGHT] * len(safe_rows)
             + [OTHERS_WEIGHT] * len(others)
         )
-        c = C if c is None else c
         features = Features()
         x = features.fit_transform(_features(texts))
         # A second stage trained on danger against the hard negatives only, combined with this
         # one, lowered false alarms on hard negatives but doubled them on ordinary messages
         # (cross-validated, docs/benchmarks.md): one stage, with ordinary messages among the
         # negatives, is kept.
-        clf = LogisticRegression(max_iter=3000, C=c, class_weight="balanced")
+        clf = LogisticRegression(max_iter=3000, C=C, class_weight="balanced")
         clf.fit(x, labels, sample_weight=weights)
         xk = features.transform(_features(danger_texts + danger_rows))
         kind_clf = LogisticRegression(max_iter=2000, C=5.0)
@@ -535,11 +550,12 @@ class DangerDetector:
         text = text[:4000]  # danger is said early; a huge message costs no more than this
         matches, weak, over = self.lexicon.assess_phrases(text)
         p, kind = self.probability(text)
-        if matches and p >= self.lexicon_floor:
+        source = decide(p, bool(matches), over, _long_enough(text), threshold, self.lexicon_floor)
+        if source == "lexicon":
             # The kind of the longest phrase: "my friend wants to die" is third_party.
             best = max(matches, key=lambda m: (m.end - m.start, m.kind == "suicide"))
             return Assessment(max(LEXICON_SCORE, p), best.kind, False, "lexicon", threshold)
-        if p >= threshold and not over and _long_enough(text):
+        if source == "classifier":
             return Assessment(p, kind, False, "classifier", threshold)
         weak = weak or bool(matches) or p >= weak_threshold
         # Not danger (a figure of speech, or over): the score says so too.

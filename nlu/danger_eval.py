@@ -23,12 +23,10 @@ import uuid
 from collections import defaultdict
 from pathlib import Path
 
-from nlu.danger import KINDS
+from nlu.danger import load_rows
 
 DANGER_DIR = Path(__file__).resolve().parent.parent / "tests" / "data" / "danger"
 DANGER_SETS = {"eval": DANGER_DIR / "eval", "dev": DANGER_DIR / "dev"}
-SAFE_KINDS = ("figure_of_speech", "past", "law_question", "documents", "homesick", "other_topic")
-FORMS = ("direct", "subtle", "indirect", "-")
 VARIANTS = {
     "bn": ("native", "romanized"),
     "ne": ("native", "romanized"),
@@ -44,22 +42,10 @@ def load_danger_set(directory: Path) -> list[dict]:
 
     rows = []
     for path in sorted(Path(directory).glob("*.tsv")):
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            parts = line.split("\t")
-            if len(parts) != 5:
-                raise ValueError(f"{path}:{n}: expected label, kind, variant, form and text")
-            label, kind, variant, form, text = parts
-            allowed = KINDS if label == "danger" else SAFE_KINDS
-            if label not in ("danger", "safe") or kind not in allowed or form not in FORMS:
-                raise ValueError(f"{path}:{n}: unknown label, kind or form")
-            if variant not in VARIANTS.get(path.stem, ("native",)):
-                raise ValueError(f"{path}:{n}: unknown variant {variant!r} for {path.stem}")
-            rows.append(
-                {"language": path.stem, "label": label, "kind": kind, "variant": variant,
-                 "form": form, "text": text}
-            )  # fmt: skip
+        for row in load_rows(path):  # the packs' labelled messages have the same format
+            if row["variant"] not in VARIANTS.get(path.stem, ("native",)):
+                raise ValueError(f"{path}: unknown variant {row['variant']!r} for {path.stem}")
+            rows.append({"language": path.stem, **row})
     from myanmar import converter
 
     for row in [r for r in rows if r["language"] == "my"]:

@@ -387,6 +387,8 @@ def check_answered_once(
     for worker in workers:
         expected = collections.Counter()
         first_sids = []
+        got = twilio.to(worker.address)
+        sent = collections.Counter(a["body"] for a in got)
         statuses = collections.defaultdict(list)  # a message posted again: one entry
         for form, status in worker.posted:
             statuses[form["MessageSid"]].append(status)
@@ -402,16 +404,13 @@ def check_answered_once(
             if inbound == "done" and not replies:
                 assert count_unanswered, "a message was marked done without any reply"
                 counts["done without reply"] += 1
-            got_bodies = collections.Counter(a["body"] for a in twilio.to(worker.address))
             for reply_status, provider_id, text, channel, attempts in replies:
                 assert reply_status == "sent", reply_status
                 counts["replies"] += 1
                 counts["retried sends"] += attempts
-                expected.update(expected_parts(text, channel, got_bodies))
+                expected.update(expected_parts(text, channel, sent))
                 first_sids.append(provider_id)
-        got = twilio.to(worker.address)
         counts["outbound calls"] += len(got)
-        sent = collections.Counter(a["body"] for a in got)
         assert sent == expected, (
             f"{worker.channel} worker: sent twice {sorted((sent - expected).elements())},"
             f" missing {sorted((expected - sent).elements())}"

@@ -71,10 +71,8 @@ def parts(det: danger.DangerDetector, text: str) -> dict:
 
 
 def hit(f: dict, threshold: float) -> bool:
-    """``DangerDetector.assess(...).danger`` at this threshold."""
-    if f["lex"] and f["p"] >= danger.LEXICON_FLOOR:
-        return True
-    return f["p"] >= threshold and not f["over"] and f["long"]
+    """``DangerDetector.assess(...).danger`` at this threshold, from the stored parts."""
+    return danger.decide(f["p"], f["lex"], f["over"], f["long"], threshold) is not None
 
 
 def rates(rows, scored, threshold) -> tuple[float, float]:
