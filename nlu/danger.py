@@ -38,7 +38,7 @@ import regex
 import yaml
 
 from nlu.gazetteer import fold
-from nlu.script import ascii_digits, script_of
+from nlu.script import ascii_digits, burmese_spelling, script_of
 
 KINDS = (
     "suicide",
@@ -83,8 +83,9 @@ class LexiconError(ValueError):
 
 def normalize_for_matching(text: str) -> str:
     """Folded (lower case, Latin accents removed), punctuation as single spaces."""
-    # "เเ" (two sara e) is how many type "แ" (sara ae) in Thai
+    # "เเ" (two sara e) is how many type "แ" (sara ae) in Thai; Burmese: burmese_spelling
     text = ascii_digits(unicodedata.normalize("NFC", text)).replace("\u0e40\u0e40", "\u0e41")
+    text = burmese_spelling(text)
     folded = fold(text)
     return " ".join(regex.sub(r"[^\w\s]+", " ", folded).split())
 

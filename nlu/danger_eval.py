@@ -38,7 +38,7 @@ VARIANTS = {
 def load_danger_set(directory: Path) -> list[dict]:
     """Rows ``{"language", "label", "kind", "variant", "form", "text"}``; Burmese also in
     Zawgyi (variant ``zawgyi``)."""
-    from nlu.script import zawgyi_probability
+    from nlu.script import zawgyi_copy
 
     rows = []
     for path in sorted(Path(directory).glob("*.tsv")):
@@ -46,11 +46,9 @@ def load_danger_set(directory: Path) -> list[dict]:
             if row["variant"] not in VARIANTS.get(path.stem, ("native",)):
                 raise ValueError(f"{path}: unknown variant {row['variant']!r} for {path.stem}")
             rows.append({"language": path.stem, **row})
-    from myanmar import converter
-
     for row in [r for r in rows if r["language"] == "my"]:
-        zawgyi = converter.convert(row["text"], "unicode", "zawgyi")
-        if zawgyi != row["text"] and zawgyi_probability(zawgyi) >= 0.95:
+        zawgyi = zawgyi_copy(row["text"])
+        if zawgyi is not None:
             rows.append({**row, "variant": "zawgyi", "text": zawgyi})
     return rows
 

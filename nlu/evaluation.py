@@ -23,7 +23,7 @@ SETS = {"heldout": HELDOUT_DIR, "blind": BLIND_DIR}
 
 def load_heldout(directory: Path = HELDOUT_DIR) -> list[dict]:
     """Held-out rows ``{"language", "intent", "variant", "text"}``; Burmese also in Zawgyi."""
-    from nlu.script import zawgyi_probability
+    from nlu.script import zawgyi_copy
 
     rows = []
     for path in sorted(directory.glob("*.tsv")):
@@ -35,11 +35,9 @@ def load_heldout(directory: Path = HELDOUT_DIR) -> list[dict]:
                 raise ValueError(f"{path}:{n}: expected intent<TAB>variant<TAB>text")
             intent, variant, text = parts
             rows.append({"language": path.stem, "intent": intent, "variant": variant, "text": text})
-    from myanmar import converter
-
     for row in [r for r in rows if r["language"] == "my"]:
-        zawgyi = converter.convert(row["text"], "unicode", "zawgyi")
-        if zawgyi != row["text"] and zawgyi_probability(zawgyi) >= 0.95:
+        zawgyi = zawgyi_copy(row["text"])
+        if zawgyi is not None:
             rows.append({**row, "variant": "zawgyi", "text": zawgyi})
     return rows
 

@@ -69,7 +69,63 @@ def looks_like_zawgyi(text: str) -> bool:
 def zawgyi_to_unicode(text: str) -> str:
     from myanmar import converter
 
-    return converter.convert(text, "zawgyi", "unicode")
+    return burmese_spelling(converter.convert(text, "zawgyi", "unicode"))
+
+
+# Zawgyi's medial ra glyphs (U+103B and its wide, upper and lower forms U+107E-U+1084), which
+# come before the consonant, like the vowel sign e (U+1031).
+_ZAWGYI_BEFORE_CONSONANT = frozenset("\u1031\u103b" + "".join(map(chr, range(0x107E, 0x1085))))
+
+
+def burmese_spelling(text: str) -> str:
+    """Two Burmese spellings folded into the standard one: the vowel signs i and u in Unicode's
+    order (i first; typed or converted the other way round they look the same), and the round aa
+    after dha ("ဓား", knife; the tall one is a common misspelling, and what the Zawgyi converter
+    writes)."""
+    return text.replace("\u102f\u102d", "\u102d\u102f").replace("\u1013\u102b", "\u1013\u102c")
+
+
+def _syllable_to_zawgyi(syllable: str) -> str:
+    """One Unicode syllable as a Zawgyi typist writes it. python-myanmar gets two cases wrong,
+    repaired here: it drops the medial wa of a syllable that also has a medial ra ("ကြွေး",
+    debt, became "ကြေး", fee), and it writes the tall aa where the text has the round one."""
+    from myanmar import converter
+
+    def convert(text: str) -> str:
+        zawgyi = converter.convert(text, "unicode", "zawgyi")
+        if "\u102c" in syllable and "\u102b" not in syllable:  # the aa the text has
+            zawgyi = zawgyi.replace("\u102b", "\u102c")
+        return zawgyi
+
+    zawgyi = convert(syllable)
+    if "\u103c\u103d" in syllable:  # medial ra + medial wa: convert without the wa, put it back
+        zawgyi = convert(syllable.replace("\u103c\u103d", "\u103c", 1))
+        at = 0
+        while at < len(zawgyi) and zawgyi[at] in _ZAWGYI_BEFORE_CONSONANT:
+            at += 1
+        zawgyi = zawgyi[: at + 1] + "\u103c" + zawgyi[at + 1 :]  # Zawgyi's wa, after the consonant
+    return zawgyi
+
+
+def unicode_to_zawgyi(text: str) -> str:
+    """``text`` as a Zawgyi typist would have written it (the evaluation sets' Zawgyi copies)."""
+    from myanmar import converter, language
+
+    out = []
+    for part in language.MorphoSyllableBreak(text=text, encoding=converter.encoders["unicode"]):
+        syllable = part["syllable"]
+        out.append(syllable if len(part) == 1 else _syllable_to_zawgyi(syllable))
+    return "".join(out)
+
+
+def zawgyi_copy(text: str) -> str | None:
+    """The Zawgyi copy of a Unicode Burmese message for the evaluation sets
+    (``unicode_to_zawgyi``), when the detector sees it as Zawgyi; None when there is none (no
+    Burmese, or too short to tell the encodings apart)."""
+    zawgyi = unicode_to_zawgyi(text)
+    if zawgyi == text or zawgyi_probability(zawgyi) < 0.95:
+        return None
+    return zawgyi
 
 
 def ascii_digits(text: str) -> str:
