@@ -17,14 +17,13 @@ pytestmark = pytest.mark.slow
 
 # The issue's targets are recall >= 0.95 in every language and for suicide, and false alarms
 # <= 0.10 in every language. Measured on 2026-12-04 (README "Danger detection", docs/benchmarks.md)
-# they are not all met yet, so the gate holds what was reached, two messages below it: a later
-# change to the packs or the pipeline that loses recall fails here. Raise the floors as it improves.
+# the recall targets are met, so the gate holds them: a later change to the packs or the pipeline
+# that loses recall below the target fails here. False alarms are not met yet: the ceiling holds
+# what was reached, two messages above it. Lower it as it improves.
 TARGET_RECALL = 0.95
-# measured: bn 0.98, en 0.98, id 1.00, ms 0.95, my 0.95, ne 0.98, th 0.98, vi 1.00 (all met)
-RECALL_FLOORS = {
-    "bn": 0.94, "en": 0.93, "id": 0.96, "ms": 0.90, "my": 0.92, "ne": 0.94, "th": 0.93, "vi": 0.96,
-}  # fmt: skip
-SUICIDE_RECALL_FLOOR = 0.94  # measured 0.96; target 0.95
+# measured: bn 0.98, en 0.98, id 1.00, ms 0.95 (42 of 44), my 0.96, ne 0.98, th 0.98, vi 1.00
+RECALL_FLOORS: dict[str, float] = {}  # every language: TARGET_RECALL
+SUICIDE_RECALL_FLOOR = 0.95  # measured 0.97
 FALSE_ALARM_CEILING = 0.28  # measured 0.11-0.23 by language; target 0.10
 
 
@@ -65,5 +64,5 @@ def test_false_alarms_on_hard_negatives_in_every_language(summary):
 
 
 def test_better_than_the_previous_release_by_far(summary):
-    """The previous release's rule recalled 0.42 of this set (docs/benchmarks.md); 0.97 now."""
+    """The previous release's rule recalled 0.42 of this set (docs/benchmarks.md); 0.98 now."""
     assert summary["all"]["recall"] >= 0.95, _figures(summary)
