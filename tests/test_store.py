@@ -220,3 +220,47 @@ def test_attachments_are_encrypted_and_erased_with_the_worker(db):
         repo.erase_contact(s, contact=s.get(type(contact), contact.id))
     with db.session() as s:
         assert s.query(Attachment).count() == 0
+
+
+def test_transactions_on_one_sqlite_file_take_turns_in_a_process(tmp_path, monkeypatch):
+    """SQLite takes one writer at a time: the process's transactions on a file wait for each
+    other in Python instead of sleeping in SQLite's busy handler (docs/benchmarks.md), across
+    every ``Database`` on that file; one that waits too long goes ahead anyway."""
+    import threading
+    import time
+
+    from bot.store import database as database_module
+
+    url = f"sqlite:///{tmp_path}/turns.db"
+    first, second = Database(url, [KEY]), Database(url, [KEY])
+    first.upgrade()
+    inside, order = threading.Event(), []
+
+    def hold() -> None:
+        with first.session():
+            inside.set()
+            time.sleep(0.3)
+            order.append("first done")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inside.wait()
+    with second.session() as session:
+        order.append("second in")
+        new_contact(session)
+    holder.join()
+    assert order == ["first done", "second in"]
+
+    monkeypatch.setattr(database_module, "SQLITE_TURN_WAIT", 0.05)
+    inside.clear()
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inside.wait()
+    started = time.monotonic()
+    with second.session() as session:  # waits 0.05 s, then SQLite's own lock decides
+        session.execute(text("SELECT 1"))
+    assert time.monotonic() - started < 0.25
+    holder.join()
+    assert Database("postgresql://127.0.0.1/unused", [KEY])._turn is None
+    for database in (first, second):
+        database.dispose()

@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=40)
     ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--raw", help="keep py-spy's raw stacks in this file")
+    ap.add_argument("--all-threads", action="store_true",
+                    help="every thread on the CPU, not only the one holding the GIL (C code that"
+                    " lets the GIL go, such as SQLite's or hashing, counts too)")  # fmt: skip
     args = ap.parse_args(argv)
     beside = Path(sys.executable).parent / "py-spy"  # the virtual environment's
     py_spy = str(beside) if beside.exists() else shutil.which("py-spy")
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(
             [py_spy, "record", "--pid", str(process.pid), "--subprocesses", "--duration",
              str(args.seconds), "--rate", "50", "--format", "raw", "--output", str(raw_file),
-             "--nonblocking", "--gil"],
+             "--nonblocking", *(() if args.all_threads else ("--gil",))],
             check=True, capture_output=True,
         )  # fmt: skip
         rate = (len(answered) - before) / (time.monotonic() - started)
