@@ -226,6 +226,17 @@ class Inbox:
                         held = await self._off_loop(
                             self._release, contact_id, not self._stopping
                         )
+                        if not held and contact_id in self._again and not self._stopping:
+                            # A message was accepted here while we let go, after the release
+                            # had looked for one: its own ``process`` found the worker active
+                            # and left it to us. Take the worker again now, not at the next
+                            # sweep (a second of silence for a worker waiting for a reply).
+                            held, first = await self._off_loop(
+                                self._next_message, contact_id, True
+                            )
+                            if held:
+                                self._lost.discard(contact_id)
+                                continue
                         if not held:
                             return
                 finally:
