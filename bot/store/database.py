@@ -79,8 +79,9 @@ class Database:
         one writer at a time; without the turns, the queue's threads ran into each other's write
         locks and SQLite's busy handler put them to sleep for milliseconds at a time: the queue
         alone answers 49.9 messages a second under 16 workers without them, 56.7 with them
-        (tests/bench/queue_throughput.py, docs/benchmarks.md). A transaction that waits more than ``SQLITE_TURN_WAIT`` goes ahead
-        anyway, with SQLite's own locking, as between processes. PostgreSQL needs no turns."""
+        (tests/bench/queue_throughput.py, docs/benchmarks.md). A transaction that waits more
+        than ``SQLITE_TURN_WAIT`` goes ahead anyway, with SQLite's own locking, as between
+        processes. PostgreSQL needs no turns."""
         turn = self._turn
         taken = turn is not None and turn.acquire(timeout=SQLITE_TURN_WAIT)
         if turn is not None and not taken:
