@@ -38,7 +38,7 @@ VARIANTS = {
 def load_danger_set(directory: Path) -> list[dict]:
     """Rows ``{"language", "label", "kind", "variant", "form", "text"}``; Burmese also in
     Zawgyi (variant ``zawgyi``)."""
-    from nlu.script import zawgyi_copy
+    from nlu.evaluation import with_zawgyi_copies
 
     rows = []
     for path in sorted(Path(directory).glob("*.tsv")):
@@ -46,11 +46,7 @@ def load_danger_set(directory: Path) -> list[dict]:
             if row["variant"] not in VARIANTS.get(path.stem, ("native",)):
                 raise ValueError(f"{path}: unknown variant {row['variant']!r} for {path.stem}")
             rows.append({"language": path.stem, **row})
-    for row in [r for r in rows if r["language"] == "my"]:
-        zawgyi = zawgyi_copy(row["text"])
-        if zawgyi is not None:
-            rows.append({**row, "variant": "zawgyi", "text": zawgyi})
-    return rows
+    return with_zawgyi_copies(rows)
 
 
 def _legacy_danger_kind(turn) -> str | None:

@@ -23,8 +23,6 @@ SETS = {"heldout": HELDOUT_DIR, "blind": BLIND_DIR}
 
 def load_heldout(directory: Path = HELDOUT_DIR) -> list[dict]:
     """Held-out rows ``{"language", "intent", "variant", "text"}``; Burmese also in Zawgyi."""
-    from nlu.script import zawgyi_copy
-
     rows = []
     for path in sorted(directory.glob("*.tsv")):
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -35,11 +33,20 @@ def load_heldout(directory: Path = HELDOUT_DIR) -> list[dict]:
                 raise ValueError(f"{path}:{n}: expected intent<TAB>variant<TAB>text")
             intent, variant, text = parts
             rows.append({"language": path.stem, "intent": intent, "variant": variant, "text": text})
-    for row in [r for r in rows if r["language"] == "my"]:
-        zawgyi = zawgyi_copy(row["text"])
+    return with_zawgyi_copies(rows)
+
+
+def with_zawgyi_copies(rows: list[dict]) -> list[dict]:
+    """``rows`` and, for each Burmese row that has one, its Zawgyi copy (variant ``zawgyi``,
+    ``nlu.script.zawgyi_copy``): how every evaluation set runs Burmese in both encodings."""
+    from nlu.script import zawgyi_copy
+
+    copies = []
+    for row in rows:
+        zawgyi = zawgyi_copy(row["text"]) if row["language"] == "my" else None
         if zawgyi is not None:
-            rows.append({**row, "variant": "zawgyi", "text": zawgyi})
-    return rows
+            copies.append({**row, "variant": "zawgyi", "text": zawgyi})
+    return rows + copies
 
 
 def evaluate(model: Path, rows: list[dict]) -> dict:

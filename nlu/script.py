@@ -97,14 +97,14 @@ def _syllable_to_zawgyi(syllable: str) -> str:
             zawgyi = zawgyi.replace("\u102b", "\u102c")
         return zawgyi
 
-    zawgyi = convert(syllable)
-    if "\u103c\u103d" in syllable:  # medial ra + medial wa: convert without the wa, put it back
-        zawgyi = convert(syllable.replace("\u103c\u103d", "\u103c", 1))
-        at = 0
-        while at < len(zawgyi) and zawgyi[at] in _ZAWGYI_BEFORE_CONSONANT:
-            at += 1
-        zawgyi = zawgyi[: at + 1] + "\u103c" + zawgyi[at + 1 :]  # Zawgyi's wa, after the consonant
-    return zawgyi
+    if "\u103c\u103d" not in syllable:
+        return convert(syllable)
+    # Medial ra + medial wa: converted without the wa, which goes back after the consonant.
+    zawgyi = convert(syllable.replace("\u103c\u103d", "\u103c", 1))
+    at = 0
+    while at < len(zawgyi) and zawgyi[at] in _ZAWGYI_BEFORE_CONSONANT:
+        at += 1
+    return zawgyi[: at + 1] + "\u103c" + zawgyi[at + 1 :]  # Zawgyi's wa
 
 
 def unicode_to_zawgyi(text: str) -> str:
