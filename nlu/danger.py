@@ -16,9 +16,17 @@ parts, both learnt from the locale packs, so adding a language stays adding a fo
    regression trained on danger (every pack's ``examples.danger``, lexicon phrases, labelled
    danger messages of ``danger_examples.tsv`` and the ``emergency`` intent's examples) against
    hard negatives (``examples.safe``, ``not_danger`` phrases, labelled safe messages) and every
-   other intent's examples. A second logistic regression names the kind. Its threshold per
-   language is cross-validated on the labelled messages, recall first
-   (``tests/bench/danger_cv.py``), never set on the evaluation set.
+   other intent's examples. A second logistic regression names the kind.
+3. **The encoder's opinion**: the same messages embedded by a multilingual encoder
+   (multilingual-e5-small, ``nlu.embedding``, weights inside the installed package) into a small
+   neural network (one hidden layer, ``EMBED_SEEDS`` of them averaged). It knows that "I was
+   locked in last year, now I am fine" is not "they lock me in", which n-grams do not. The
+   score is the geometric mean of the two, ``sqrt(p_ngrams * p_encoder)``: on the
+   cross-validation it cut false alarms on hard negatives from 0.207 to 0.15 and ordinary
+   messages flagged from 0.091 to 0.05, at the same recall (docs/benchmarks.md).
+
+The threshold per language is cross-validated on the labelled messages, recall first
+(``tests/bench/danger_cv.py``), never set on the evaluation set.
 
 ``assess(text)`` gives ``Assessment(score, kind, weak, source)``: ``score`` in 0..1 (a lexicon
 phrase gives at least ``LEXICON_SCORE``), ``kind`` one of ``KINDS`` or None. What is learnt is
@@ -30,6 +38,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import unicodedata
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -70,6 +79,19 @@ OTHERS_WEIGHT = 2.0
 SAFE_WEIGHT = 2.0  # hard negatives (``examples.safe``, ``not_danger``) against danger
 ROWS_WEIGHT = 3.0  # a labelled message of ``danger_examples.tsv``, against a phrase or an example
 C = 5.0  # the danger classifier's inverse regularisation
+# The encoder's network: hidden units, L2 penalty, epochs, and the seeds of the ones averaged
+# (cross-validated: one network's false alarms moved 0.140-0.149 with the seed; three average it).
+EMBED_HIDDEN = 256
+EMBED_ALPHA = 3e-3
+EMBED_EPOCHS = 60
+EMBED_SEEDS = (0, 1, 2)
+# The score is p_ngrams ** (1 - w) * p_encoder ** w. The encoder reads plain ASCII letters worse
+# in a language usually written otherwise (romanized Bengali and Nepali, Vietnamese without
+# accents: cross-validated false alarms 0.41, 0.22 and 0.38 against 0.06, 0.06 and 0.20 for the
+# same languages in their script), so there it weighs less (cross-validated: 0.149 -> 0.134).
+ENCODER_WEIGHT = 0.5
+ENCODER_WEIGHT_ASCII = 0.25
+NON_ASCII_SHARE = 0.25  # a language whose pack examples have this share with non-ASCII letters
 FORMAT_VERSION = 1
 
 # Scripts without spaces between words: a phrase matches anywhere.
@@ -361,6 +383,11 @@ def decide(
     return None
 
 
+def _non_ascii(text: str) -> bool:
+    """Has a letter outside ASCII: Bengali, Burmese, Thai script or Vietnamese accents."""
+    return any(ch.isalpha() and ord(ch) > 127 for ch in text)
+
+
 def _features(texts: Iterable[str]):
     return [normalize_for_matching(t) for t in texts]
 
@@ -432,7 +459,11 @@ class DangerDetector:
         weak_threshold: float = WEAK_THRESHOLD,
         lexicon_floor: float = LEXICON_FLOOR,
         thresholds: dict[str, float] | None = None,
+        encoder: EncoderNetworks | None = None,
+        non_ascii: Iterable[str] = (),
     ) -> None:
+        self.encoder = encoder
+        self.non_ascii = sorted(set(non_ascii))  # languages usually written with non-ASCII
         self.lexicon = lexicon
         self.lexicon_floor = lexicon_floor
         # Per language (a pack's ``danger_threshold`` in pack.yml, set for recall on the dev set):
@@ -457,9 +488,11 @@ class DangerDetector:
         weak_threshold: float = WEAK_THRESHOLD,
         lexicon_floor: float = LEXICON_FLOOR,
         thresholds: dict[str, float] | None = None,
+        embed: bool = True,
     ) -> DangerDetector:
         """``intent_examples``: ``(text, intent)`` of every pack; ``emergency`` ones count as
-        danger, every other intent as not danger."""
+        danger, every other intent as not danger. ``embed=False``: n-grams alone (tests about
+        code, which need no encoder)."""
         from sklearn.linear_model import LogisticRegression
 
         phrases: dict[str, list[str]] = {k: [] for k in (*KINDS, "weak", "not_danger", "not_now")}
@@ -517,6 +550,12 @@ class DangerDetector:
         if len(kind_clf.classes_) == 2:  # one row for two classes: make it one row a class
             kind_coef = np.vstack([-kind_coef[0], kind_coef[0]])
             kind_intercept = np.array([-kind_intercept[0], kind_intercept[0]])
+        encoder = EncoderNetworks.train(texts, labels, weights) if embed else None
+        non_ascii = []
+        for lex in lexicons:
+            own = [t for k in KINDS for t in lex.danger_examples[k]] + lex.safe_examples
+            if own and sum(map(_non_ascii, own)) >= NON_ASCII_SHARE * len(own):
+                non_ascii.append(lex.code)
         return cls(
             Lexicon(phrases),
             features,
@@ -529,16 +568,35 @@ class DangerDetector:
             weak_threshold,
             lexicon_floor,
             thresholds,
+            encoder,
+            non_ascii,
         )
 
     # --- inference -------------------------------------------------------------------------
-    def probability(self, text: str) -> tuple[float, str | None]:
+    def _ngrams(self, text: str):
         x = self.features.transform(_features([text]))
         z = float(x @ self.coef + self.intercept)
         p = 1.0 / (1.0 + np.exp(-z))
         kind_scores = x @ self.kind_coef.T + self.kind_intercept
         kind = self.kind_labels[int(np.argmax(kind_scores))] if self.kind_labels else None
         return float(p), kind
+
+    def encoder_weight(self, text: str, language: str | None) -> float:
+        if self.encoder is None:
+            return 0.0
+        if language in self.non_ascii and not _non_ascii(text):
+            return ENCODER_WEIGHT_ASCII
+        return ENCODER_WEIGHT
+
+    def _combine(self, p: float, text: str, w: float) -> float:
+        if w == 0.0:
+            return p
+        return float(p ** (1.0 - w) * self.encoder.probability(text) ** w)
+
+    def probability(self, text: str, language: str | None = None) -> tuple[float, str | None]:
+        """The danger score (n-grams and encoder combined) and the likeliest kind."""
+        p, kind = self._ngrams(text)
+        return self._combine(p, text, self.encoder_weight(text, language)), kind
 
     def threshold_for(self, language: str | None) -> float:
         return self.thresholds.get(language or "", self.threshold)
@@ -550,7 +608,16 @@ class DangerDetector:
             return Assessment(0.0, None, False, "none", threshold)
         text = text[:4000]  # danger is said early; a huge message costs no more than this
         matches, weak, over = self.lexicon.assess_phrases(text)
-        p, kind = self.probability(text)
+        p, kind = self._ngrams(text)
+        # The encoder only where it can change the outcome: the combined score is at most
+        # p ** (1 - w), so below bar ** (1 / (1 - w)) it cannot reach the lowest bar that matters
+        # (half of ordinary messages skip it). Then the score reported is that bound.
+        w = self.encoder_weight(text, language)
+        bar = min(weak_threshold, self.lexicon_floor) if matches else weak_threshold
+        if w == 0.0 or p >= bar ** (1.0 / (1.0 - w)):
+            p = self._combine(p, text, w)
+        else:
+            p = float(p ** (1.0 - w))
         source = decide(p, bool(matches), over, _long_enough(text), threshold, self.lexicon_floor)
         if source == "lexicon":
             # The kind of the longest phrase: "my friend wants to die" is third_party.
@@ -581,6 +648,8 @@ class DangerDetector:
             "kind_labels": self.kind_labels,
             "kind_coef": [r(row) for row in self.kind_coef],
             "kind_intercept": r(self.kind_intercept),
+            "encoder": self.encoder.to_json() if self.encoder is not None else None,
+            "non_ascii": self.non_ascii,
         }
 
     @classmethod
@@ -599,6 +668,8 @@ class DangerDetector:
             float(data["weak_threshold"]),
             float(data["lexicon_floor"]),
             {str(k): float(v) for k, v in (data.get("thresholds") or {}).items()},
+            EncoderNetworks.from_json(data["encoder"]) if data.get("encoder") else None,
+            data.get("non_ascii") or (),
         )
 
     def save(self, path: Path | str) -> None:
@@ -607,6 +678,74 @@ class DangerDetector:
     @classmethod
     def load(cls, path: Path | str) -> DangerDetector:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+class EncoderNetworks:
+    """Small networks on the encoder's embeddings (``nlu.embedding``): one hidden layer (ReLU),
+    a logistic output, several seeds averaged. Trained with scikit-learn, run with numpy,
+    stored as JSON."""
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]) -> None:
+        self.layers = layers  # (w1, b1, w2, b2) per network
+
+    @classmethod
+    def train(cls, texts: list[str], labels: np.ndarray, weights: np.ndarray) -> EncoderNetworks:
+        from sklearn.neural_network import MLPClassifier
+
+        from nlu.embedding import Embedder
+
+        x = Embedder.shared().vectors(list(texts), cache=True)
+        labels = np.asarray(labels)
+        # scikit-learn's network takes no sample weights: a message weighing w appears w times,
+        # and danger is repeated as much again as the classes are unbalanced.
+        balance = np.where(labels == 1, (labels == 0).sum() / max(1, (labels == 1).sum()), 1.0)
+        rows = np.repeat(
+            np.arange(len(labels)), np.maximum(1, np.round(weights * balance)).astype(int)
+        )
+        layers = []
+        for seed in EMBED_SEEDS:
+            net = MLPClassifier(
+                (EMBED_HIDDEN,), alpha=EMBED_ALPHA, max_iter=EMBED_EPOCHS, random_state=seed
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "not converged": the epochs are chosen
+                net.fit(x[rows], labels[rows])
+            w1, w2 = net.coefs_
+            b1, b2 = net.intercepts_
+            layers.append((w1, b1, w2[:, 0], float(b2[0])))
+        return cls(layers)
+
+    def probability(self, text: str) -> float:
+        from nlu.embedding import Embedder
+
+        return float(self.predict(Embedder.shared().embed([text]))[0])
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(x))
+        for w1, b1, w2, b2 in self.layers:
+            z = np.maximum(x @ w1 + b1, 0.0) @ w2 + b2
+            out += 1.0 / (1.0 + np.exp(-z))
+        return out / len(self.layers)
+
+    def to_json(self) -> list[dict]:
+        def r(a) -> list:
+            return np.round(np.asarray(a, dtype=float), 5).tolist()
+
+        return [{"w1": r(w1), "b1": r(b1), "w2": r(w2), "b2": b2} for w1, b1, w2, b2 in self.layers]
+
+    @classmethod
+    def from_json(cls, data: list[dict]) -> EncoderNetworks:
+        return cls(
+            [
+                (
+                    np.array(n["w1"], dtype=np.float32),
+                    np.array(n["b1"], dtype=np.float32),
+                    np.array(n["w2"], dtype=np.float32),
+                    float(n["b2"]),
+                )
+                for n in data
+            ]
+        )
 
 
 # Character n-grams within words and word 1-2 grams, sublinear counts; min_df and max_features

@@ -49,7 +49,12 @@ class DangerDetectorComponent(PackTrainedComponent[danger.DangerDetector]):
 
     @staticmethod
     def load_model(path: Path) -> danger.DangerDetector:
-        return danger.DangerDetector.load(path)
+        model = danger.DangerDetector.load(path)
+        if model.encoder is not None:  # load the encoder now, not on a worker's first message
+            from nlu.embedding import Embedder
+
+            Embedder.shared()
+        return model
 
     def train(self, training_data: TrainingData) -> Resource:
         # The packs' danger.yml files are not Rasa training data: read from the packs, like the

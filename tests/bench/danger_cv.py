@@ -64,9 +64,9 @@ def as_lexicon(rows: list[dict]) -> danger.PackLexicon:
     return danger.PackLexicon("rows", none, [], [], [], none, [], danger_rows, safe_rows)
 
 
-def parts(det: danger.DangerDetector, text: str) -> dict:
+def parts(det: danger.DangerDetector, text: str, language: str | None = None) -> dict:
     matches, _weak, over = det.lexicon.assess_phrases(text)
-    p, _ = det.probability(text)
+    p, _ = det.probability(text, language)
     return {"lex": bool(matches), "over": over, "p": p, "long": danger._long_enough(text)}
 
 
@@ -111,9 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         det = danger.DangerDetector.train([*lexicons, as_lexicon(train)], intent_examples)
         for i, r in enumerate(rows):
             if fold_of(r["text"]) == k:
-                scored[i] = parts(det, normalize(r["text"])[0])
+                scored[i] = parts(det, normalize(r["text"])[0], r["language"])
         if k == 0:  # neither fold's detector trained on these
-            ordinary_scored = [parts(det, normalize(r["text"])[0]) for r in ordinary]
+            ordinary_scored = [parts(det, normalize(r["text"])[0], r["language"])
+                               for r in ordinary]  # fmt: skip
     if args.scores:
         kept = {"rows": scored, "ordinary": ordinary_scored}
         args.scores.write_text(json.dumps(kept), encoding="utf-8")
