@@ -21,9 +21,10 @@ parts, both learnt from the locale packs, so adding a language stays adding a fo
    (multilingual-e5-small, ``nlu.embedding``, weights inside the installed package) into a small
    neural network (one hidden layer, ``EMBED_SEEDS`` of them averaged). It knows that "I was
    locked in last year, now I am fine" is not "they lock me in", which n-grams do not. The
-   score is the geometric mean of the two, ``sqrt(p_ngrams * p_encoder)``: on the
-   cross-validation it cut false alarms on hard negatives from 0.207 to 0.15 and ordinary
-   messages flagged from 0.091 to 0.05, at the same recall (docs/benchmarks.md).
+   score is a weighted geometric mean, ``p_ngrams ** (1 - w) * p_encoder ** w``
+   (``encoder_weight``): on the cross-validation it cut false alarms on hard negatives from
+   0.207 to 0.134 and ordinary messages flagged from 0.091 to 0.048, at the same recall
+   (docs/benchmarks.md).
 
 The threshold per language is cross-validated on the labelled messages, recall first
 (``tests/bench/danger_cv.py``), never set on the evaluation set.
