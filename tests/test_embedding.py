@@ -49,7 +49,7 @@ def test_the_file_cache_is_read_back_without_pickle_and_a_damaged_one_is_ignored
     monkeypatch.setenv("HELPLINE_CACHE_DIR", str(tmp_path))
     first = embedding.Embedder()
     texts = ["fire in the dorm", "my passport is with the boss"]
-    vecs = first.vectors(texts, cache=True)
+    vecs = first.vectors(texts)
     path = tmp_path / "embeddings.npz"
     with np.load(path, allow_pickle=False) as data:  # plain arrays
         assert data["vecs"].shape == (2, embedding.DIM)
@@ -60,11 +60,11 @@ def test_the_file_cache_is_read_back_without_pickle_and_a_damaged_one_is_ignored
         raise AssertionError(f"embedded again: {texts}")
 
     monkeypatch.setattr(second, "embed", refuse)
-    assert np.allclose(second.vectors(texts, cache=True), vecs)
+    assert np.allclose(second.vectors(texts), vecs)
 
     path.write_bytes(b"not a cache")
     third = embedding.Embedder()
-    assert np.allclose(third.vectors(texts, cache=True), vecs, atol=1e-6)  # rebuilt
+    assert np.allclose(third.vectors(texts), vecs, atol=1e-6)  # rebuilt
     with np.load(path, allow_pickle=False) as data:
         assert len(data["keys"]) == 2
 
