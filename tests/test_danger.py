@@ -86,6 +86,51 @@ def test_vietnamese_phrases_match_with_and_without_accents():
     assert lex.danger_matches("tôi muốn chết")[0] and lex.danger_matches("toi muon chet")[0]
 
 
+def _alternation_matches(phrases: dict[str, list[str]], texts: list[str]) -> list[list]:
+    """The lexicon as it was: one alternation a kind (longest pattern first), overlapped."""
+    import regex
+
+    patterns = {}
+    for kind, items in phrases.items():
+        unique = dict.fromkeys(p for p in map(danger._phrase_pattern, sorted(set(items))) if p)
+        alts = sorted(unique, key=len, reverse=True)  # ties in the phrases' order
+        patterns[kind] = regex.compile("|".join(f"(?:{a})" for a in alts))
+    out = []
+    for text in texts:
+        norm = danger.normalize_for_matching(text)
+        found = []
+        for kind, pattern in patterns.items():
+            for hit in pattern.finditer(norm, overlapped=True):
+                found.append((kind, hit.group(), hit.start(), hit.end()))
+        out.append(found)
+    return out
+
+
+def test_the_word_check_finds_what_trying_every_phrase_everywhere_finds():
+    """Every pack's phrases, on a quarter of every pack's labelled messages and on phrases that
+    overlap (two phrases at one position: the first in the alternation's order wins)."""
+    phrases: dict[str, list[str]] = {}
+    texts = [
+        "i want to die, sorry mother, i will kill myself tonight",
+        "this job is killing me but boss hit me and hit me again",
+        "ฉันอยากตายแล้ว อยากตาย",
+    ]
+    for pack in locale_packs.discover():
+        lex = danger.load_pack_lexicon(pack.path)
+        for kind in danger.KINDS:
+            phrases.setdefault(kind, []).extend(lex.kinds[kind])
+        for kind in ("weak", "not_danger", "not_now"):
+            phrases.setdefault(kind, []).extend(getattr(lex, kind))
+        rows = [t for kind in danger.KINDS for t in lex.danger_rows.get(kind, [])] + lex.safe_rows
+        texts += rows[::4]
+    phrases["suicide"] += ["want to", "want to die", "kill* myself", "kill"]
+    fast = danger.Lexicon(phrases)
+    expected = _alternation_matches(phrases, texts)
+    got = [[(x.kind, x.phrase, x.start, x.end) for x in fast.matches(t)] for t in texts]
+    assert sum(map(bool, expected)) > 100  # the comparison is about phrases that match
+    assert got == expected
+
+
 # --- every pack's lexicon ----------------------------------------------------------------------
 
 
