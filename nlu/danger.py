@@ -49,6 +49,7 @@ import yaml
 
 from nlu.gazetteer import fold
 from nlu.script import ascii_digits, burmese_spelling, script_of
+from nlu.weights import for_sparse_rows
 
 KINDS = (
     "suicide",
@@ -503,7 +504,7 @@ class DangerDetector:
         self.features = features
         self.coef = coef
         self.intercept = intercept
-        self.kind_coef = kind_coef
+        self.kind_coef = for_sparse_rows(kind_coef)  # x @ kind_coef.T without a copy
         self.kind_intercept = kind_intercept
         self.kind_labels = kind_labels
 

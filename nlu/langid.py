@@ -30,6 +30,7 @@ import numpy as np
 import regex
 
 from nlu.script import SCRIPT_PATTERNS, fold_latin, script_counts
+from nlu.weights import lay_out
 
 FALLBACK_LANGUAGE = "en"
 # What skops may build from a classifier's file besides its defaults (scikit-learn estimators,
@@ -108,7 +109,7 @@ class LanguageIdentifier:
 
         data = json.loads(path.read_text(encoding="utf-8"))
         classifiers = {
-            script: sio.load(_classifier_file(path, script), trusted=SKOPS_TRUSTED)
+            script: lay_out(sio.load(_classifier_file(path, script), trusted=SKOPS_TRUSTED))
             for script in data["classifiers"]
         }
         identifier = cls(
