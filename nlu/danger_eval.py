@@ -119,7 +119,17 @@ def dialogue(model: Path, *, legacy: bool = False, detector_only: bool = False):
         services = services_module.Services(settings, database=db, notifier=alerts)
         previous = services_module._services
         services_module.use(services)
-        patches = [mock.patch.object(EndpointConfig, "request", request)]
+        # The action answer's schema validator built once, as ``helpline run`` has it
+        # (bot/rasa_patches.py): Rasa's own builds one per action call (about 50 ms a message).
+        from rasa.core.actions.action import RemoteAction
+
+        from bot import rasa_patches
+
+        validate = rasa_patches._make_validate(rasa_patches._build_response_validator())
+        patches = [
+            mock.patch.object(EndpointConfig, "request", request),
+            mock.patch.object(RemoteAction, "_validate_action_result", validate),
+        ]
         if legacy or detector_only:
             ours = dialogue_module.Turn.__dict__["danger_kind"].func
             rule = _legacy_danger_kind if legacy else _detector_only(ours)

@@ -159,6 +159,35 @@ def test_the_filing_reply_keeps_the_secret_masked_in_the_transcript(services):
     assert not any(secret in text for text in texts)
 
 
+def test_the_secret_issued_in_a_turn_is_masked_without_a_second_scrypt(services, monkeypatch):
+    """Filing hashes the new secret once (scrypt); the reply that gives it is masked from the
+    secret the turn issued, not by hashing again. In a later session, where it is not known,
+    the same text is still masked, by scrypt."""
+    calls: list[int] = []
+    real_scrypt = hashlib.scrypt
+
+    def counted(password, **kw):
+        calls.append(1)
+        return real_scrypt(password, **kw)
+
+    monkeypatch.setattr(hashlib, "scrypt", counted)
+    _, said = run(
+        a.ActionFileCase(),
+        tracker("x", "out_of_scope", slots={**FULL_INTAKE, "topic": "wages", "country": "MY"}),
+    )
+    assert len(calls) == 1  # the new secret's hash, nothing more
+    secret = said[0].split("secret code is ")[1][:6]
+    with services.database.session() as s:
+        (case,) = s.query(Case)
+        assert any(repo.SECRET_MASK in msg.text for msg in case.messages)
+        calls.clear()
+        text = f"{case.reference}: {secret} and 123456"
+        wrong = "123456" if secret != "123456" else "654321"
+        masked = repo.mask_secrets(s, text.replace("123456", wrong))
+        assert masked == f"{case.reference}: {repo.SECRET_MASK} and {wrong}"
+        assert len(calls) == 2  # not issued in this session: one scrypt a number
+
+
 def test_a_secret_typed_from_another_phone_is_masked_and_links_the_case(services):
     reference, secret = _file(services)
     status_from("other-phone", reference, secret)

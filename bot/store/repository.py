@@ -173,6 +173,10 @@ def create_case(
         **intake,
     )
     session.add(case)
+    # The reply that gives the worker this secret is masked in the transcript in this session:
+    # it is known here, so no scrypt is needed to recognise it (``mask_secrets``). Kept in the
+    # session's memory only, for as long as the session lives (one turn).
+    session.info.setdefault(_ISSUED_SECRETS, {})[case.reference] = secret
     route_case(session, case=case)
     session.flush()
     _event(session, case, "created", actor, {"category": category, "urgency": urgency})
@@ -465,12 +469,15 @@ def case_by_secret(session: Session, *, reference: str, secret: str) -> tuple[Ca
 
 
 _DIGITS = regex.compile(r"(?<!\d)\d{4,8}(?!\d)")
+_ISSUED_SECRETS = "helpline_issued_secrets"  # Session.info: reference -> secret issued in it
 
 
 def mask_secrets(session: Session, text: str | None) -> str | None:
     """``text`` with the secret of any case it names masked (``SECRET_MASK``): what the
     transcript keeps of a reply that gave a worker their case's secret. Only numbers in a text
-    that names a case are checked (one scrypt each), against that case's secret."""
+    that names a case are checked, against that case's secret: directly for a case created in
+    this session (``create_case`` keeps its secret in the session's memory), else one scrypt
+    each."""
     if not text:
         return text
     references = list(taxonomy.CASE_REF_PATTERN.finditer(text))
@@ -478,10 +485,17 @@ def mask_secrets(session: Session, text: str | None) -> str | None:
     cases = [c for c in cases if c is not None and c.secret_hash]
     if not cases:
         return text
+    issued = session.info.get(_ISSUED_SECRETS, {})
+
+    def is_secret(case: Case, number: str) -> bool:
+        if case.reference in issued:  # issued in this session: no scrypt needed
+            return hmac.compare_digest(issued[case.reference], number)
+        return check_secret(case, number)
+
     for number in reversed(list(_DIGITS.finditer(text))):
         if any(r.start() <= number.start() < r.end() for r in references):
             continue
-        if any(check_secret(case, number.group(0)) for case in cases):
+        if any(is_secret(case, number.group(0)) for case in cases):
             text = text[: number.start()] + SECRET_MASK + text[number.end() :]
     return text
 
