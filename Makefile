@@ -23,7 +23,7 @@ help: ## list the targets
 # PYTHONDONTWRITEBYTECODE is set (this machine, many CI images), Python otherwise compiles Rasa,
 # TensorFlow and the rest from source in every process it starts: 8 s of a `helpline run`
 # start (25 -> 17 s), paid by every server the tests start.
-.venv/.installed: pyproject.toml uv.lock | $(UV)
+.venv/.installed: pyproject.toml uv.lock Makefile | $(UV)
 	@echo ">> installing Python 3.10 dependencies (Rasa 3.6 and friends; first time: a few minutes, ~3 GB)"
 	$(UV) sync --frozen --compile-bytecode --python "$(PYTHON)"
 	@touch $@
