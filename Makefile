@@ -50,7 +50,7 @@ train: install ## train the model if there is none or its inputs changed
 run: install ## install, train if needed, start the helpline (in development unless HELPLINE_ENV says otherwise)
 	HELPLINE_ENV=$${HELPLINE_ENV:-development} $(RUN) helpline run
 
-test: install browser ## install and run the whole test suite (lint, then tests; trains a model; about 24 min)
+test: install browser ## install and run the whole test suite (lint, then tests; trains a model; about 21 min)
 	$(RUN) ruff check bot nlu actions tests
 	$(RUN) pytest -ra
 
