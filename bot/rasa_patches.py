@@ -132,6 +132,13 @@ def _make_validate(validator: Any) -> Any:
     return _validate_action_result
 
 
+def validate_action_result_once() -> Any:
+    """A replacement for ``RemoteAction._validate_action_result`` with its validator built now:
+    what ``install_validator_once`` installs, for a caller that patches it for a while only
+    (``nlu.danger_eval``)."""
+    return _make_validate(_build_response_validator())
+
+
 def install_validator_once() -> bool:
     """Makes ``RemoteAction`` check answers with one validator built now, for this process.
     Returns whether the patch is in place; installing twice changes nothing."""
@@ -144,7 +151,7 @@ def install_validator_once() -> bool:
         current = RemoteAction.__dict__["_validate_action_result"]
         if getattr(current, "helpline_patch", False):
             return True
-        patched = _make_validate(_build_response_validator())
+        patched = validate_action_result_once()
         _original_validate = current
         RemoteAction._validate_action_result = patched
     return True

@@ -125,7 +125,7 @@ def dialogue(model: Path, *, legacy: bool = False, detector_only: bool = False):
 
         from bot import rasa_patches
 
-        validate = rasa_patches._make_validate(rasa_patches._build_response_validator())
+        validate = rasa_patches.validate_action_result_once()
         patches = [
             mock.patch.object(EndpointConfig, "request", request),
             mock.patch.object(RemoteAction, "_validate_action_result", validate),
