@@ -61,11 +61,18 @@ class ValidateGrievanceForm(FormValidationAction):
         tracker: Tracker,
         domain: DomainDict,
     ) -> list[str]:
-        turn = Turn(dispatcher, tracker)
-        with turn.services.database.session() as session:
-            turn.session = session
-            if turn.handoff_case() is not None:
-                return []  # handed off to a person: the bot asks nothing
+        # rasa_sdk asks this several times in one action call (extracting, validating, asking
+        # the next slot): the case store is read once per call, the answer kept on the tracker
+        # object, which lives as long as the call (an emergency in an answer reads it again).
+        handed_off = getattr(tracker, "_helpline_handed_off", None)
+        if handed_off is None:
+            turn = Turn(dispatcher, tracker)
+            with turn.services.database.session() as session:
+                turn.session = session
+                handed_off = turn.handoff_case() is not None
+            tracker._helpline_handed_off = handed_off
+        if handed_off:
+            return []  # handed off to a person: the bot asks nothing
         return intake_slots(tracker)
 
     async def validate_answer(
@@ -77,6 +84,7 @@ class ValidateGrievanceForm(FormValidationAction):
             updates = self.read_answer(turn, slot)
             if turn.danger():
                 dialogue.emergency(turn)  # at once; a person takes over, the report keeps it
+                tracker._helpline_handed_off = None  # read again: the form asks no more
             else:
                 turn.remember_signal()
         # Slots this turn set (language, country, an emergency's case) and then the answer.

@@ -24,10 +24,13 @@ Configured in ``endpoints.yml``:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import json
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 
 from rasa.core.tracker_store import SQLTrackerStore
@@ -35,7 +38,18 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, Event, SessionStarted, SlotSet
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
-from sqlalchemy import bindparam, create_engine, delete, event, func, inspect, select, update
+from sqlalchemy import (
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 
 from bot.store.crypto import FieldCipher
@@ -45,6 +59,30 @@ logger = logging.getLogger(__name__)
 ERASED_SLOT = "erased"
 EVENTS = SQLTrackerStore.SQLEvent.__table__
 BATCH = 500  # rows re-encrypted per transaction
+
+# Rasa's queries for one conversation's latest session (``SQLTrackerStore._event_query``: the
+# events from its latest ``session_started`` on, or all when it has none), as Core statements
+# built once: Rasa builds an ORM query and loads every row as an object on each turn, and its
+# save adds each new event as an object (one INSERT each, about 8 a turn). Same rows, same
+# order (by id), same count.
+_SENDER = bindparam("sender_id")
+_SESSION_START = (
+    select(func.max(EVENTS.c.timestamp))
+    .where(EVENTS.c.sender_id == _SENDER, EVENTS.c.type_name == SessionStarted.type_name)
+    .scalar_subquery()
+)
+_IN_LATEST_SESSION = or_(EVENTS.c.timestamp >= _SESSION_START, _SESSION_START.is_(None))
+LATEST_SESSION_DATA = (
+    select(EVENTS.c.data).where(EVENTS.c.sender_id == _SENDER, _IN_LATEST_SESSION)
+    .order_by(EVENTS.c.id)
+)  # fmt: skip
+ALL_SESSIONS_DATA = select(EVENTS.c.data).where(EVENTS.c.sender_id == _SENDER).order_by(
+    EVENTS.c.id
+)
+LATEST_SESSION_COUNT = (
+    select(func.count()).select_from(EVENTS)
+    .where(EVENTS.c.sender_id == _SENDER, _IN_LATEST_SESSION)
+)  # fmt: skip
 
 
 def erasure_requested(tracker: DialogueStateTracker) -> bool:
@@ -83,8 +121,25 @@ class HelplineTrackerStore(SQLTrackerStore):
         arguments are Rasa's (``endpoints.yml``)."""
         super().__init__(domain, **kwargs)
         if self.engine.dialect.name == "sqlite":
+            # Rasa's SQLite engine opens a new connection for every transaction (two a turn,
+            # each with its pragma): a pool keeps them, as the case store's does. The store's
+            # work runs on worker threads (``save``, ``_retrieve``), one thread a connection
+            # at a time, as the pool guarantees.
+            from sqlalchemy.orm import sessionmaker
+            from sqlalchemy.pool import QueuePool
+
+            url = self.engine.url
+            self.engine.dispose()
+            self.engine = create_engine(
+                url, poolclass=QueuePool, connect_args={"check_same_thread": False}
+            )
             event.listen(self.engine, "connect", secure_delete)
-            self.engine.dispose()  # connections opened before the listener are not reused
+            self.sessionmaker = sessionmaker(bind=self.engine)
+            # One transaction at a time on the file, as when they ran on the event loop: SQLite
+            # takes one writer, and threads that collide sleep in its busy handler.
+            self._one_at_a_time = threading.Lock()
+        else:
+            self._one_at_a_time = contextlib.nullcontext()
         if cipher is None:
             from bot import settings
 
@@ -93,25 +148,37 @@ class HelplineTrackerStore(SQLTrackerStore):
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Rasa's save, with each event encrypted; an erasure replaces the whole stored
-        conversation with a fresh start in one transaction."""
+        conversation with a fresh start in one transaction. The database work runs on a worker
+        thread: the event loop goes on with other workers' turns and webhooks meanwhile."""
         erase = erasure_requested(tracker)
         if erase:
             tracker = self._fresh_start(tracker)
         await self.stream_events(tracker)
-        with self.session_scope() as session:
-            deleted = 0
-            if erase:
-                deleted = (
-                    session.query(self.SQLEvent)
-                    .filter(self.SQLEvent.sender_id == tracker.sender_id)
-                    .delete(synchronize_session=False)
-                )
-            intents, actions = _names(self.domain)
-            for new in self._additional_events(session, tracker):
-                session.add(self._row(tracker.sender_id, new, intents, actions))
-            session.commit()
+        deleted = await asyncio.to_thread(self._save, tracker, erase)
         if erase:
             logger.info("conversation erased: %d stored events deleted", deleted)
+
+    def _save(self, tracker: DialogueStateTracker, erase: bool) -> int:
+        """The new events (those after the stored ones of the latest session, as Rasa counts
+        them) in one INSERT of many rows; how many events an erasure deleted."""
+        with self._one_at_a_time, self.session_scope() as session:
+            deleted = 0
+            if erase:
+                deleted = session.execute(
+                    delete(EVENTS).where(EVENTS.c.sender_id == tracker.sender_id)
+                ).rowcount
+            stored = session.execute(
+                LATEST_SESSION_COUNT, {"sender_id": tracker.sender_id}
+            ).scalar_one()
+            intents, actions = _names(self.domain)
+            rows = [
+                self._row(tracker.sender_id, new, intents, actions)
+                for new in itertools.islice(tracker.events, stored, None)
+            ]
+            if rows:
+                session.execute(insert(EVENTS), rows)
+            session.commit()
+        return deleted
 
     def _fresh_start(self, tracker: DialogueStateTracker) -> DialogueStateTracker:
         """What stays of an erased conversation: a new session in the worker's language."""
@@ -124,30 +191,33 @@ class HelplineTrackerStore(SQLTrackerStore):
             tracker.sender_id, events, slots=self.domain.slots if self.domain else None
         )
 
-    def _row(self, sender_id: str, new: Event, intents: set[str], actions: set[str]):
+    def _row(self, sender_id: str, new: Event, intents: set[str], actions: set[str]) -> dict:
         data = new.as_dict()
         intent = ((data.get("parse_data") or {}).get("intent") or {}).get(INTENT_NAME_KEY)
         action = data.get("name")
-        return self.SQLEvent(
-            sender_id=sender_id,
-            type_name=new.type_name,
-            timestamp=data.get("timestamp"),
-            intent_name=intent if intent in intents else None,
-            action_name=action if action in actions else None,
-            data=_seal(self.cipher, data),
-        )
+        return {
+            "sender_id": sender_id,
+            "type_name": new.type_name,
+            "timestamp": data.get("timestamp"),
+            "intent_name": intent if intent in intents else None,
+            "action_name": action if action in actions else None,
+            "data": _seal(self.cipher, data),
+        }
 
     async def _retrieve(
         self, sender_id: str, fetch_events_from_all_sessions: bool
     ) -> DialogueStateTracker | None:
-        with self.session_scope() as session:
-            rows = self._event_query(
-                session, sender_id, fetch_events_from_all_sessions=fetch_events_from_all_sessions
-            ).all()
-            events = [json.loads(_plain(self.cipher, row.data)) for row in rows]
+        events = await asyncio.to_thread(self._events, sender_id, fetch_events_from_all_sessions)
         if not (self.domain and events):
             return None
         return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
+
+    def _events(self, sender_id: str, all_sessions: bool) -> list[dict]:
+        """The stored events of the latest session (or of all), decrypted, in order."""
+        query = ALL_SESSIONS_DATA if all_sessions else LATEST_SESSION_DATA
+        with self._one_at_a_time, self.session_scope() as session:
+            stored = session.execute(query, {"sender_id": sender_id}).scalars().all()
+        return [json.loads(_plain(self.cipher, data)) for data in stored]
 
 
 Target = SQLTrackerStore | Engine | str  # a tracker store, its engine, or its database URL

@@ -105,6 +105,39 @@ def test_no_words_answers_or_replies_in_clear_and_all_read_back(url):
     assert back.latest_message.text == said and back.get_slot("intake_what") == answer
 
 
+def test_saves_and_reads_what_rasas_own_store_does_session_by_session(url, tmp_path):
+    """Our Core statements (one INSERT of many rows, the latest session's count and rows) against
+    Rasa's ORM queries: three sessions saved turn by turn (the tracker holds the previous
+    session and the new one when a session starts, as Rasa's does), every event stored once,
+    the same latest session and the same whole conversation read back, the same rows."""
+    stock_url = f"sqlite:///{tmp_path / 'stock.db'}"
+    stock = SQLTrackerStore(DOMAIN, host=stock_url)
+    ours = store(url)
+    previous = None
+    for session_number in range(3):
+        at = NOW + 100 * session_number
+        full = conversation("b" * 64, f"turn {session_number}", "x", at=at, earlier=previous)
+        start = len(previous.events) if previous else 0
+        # The turn that starts the session (the tracker still holds the previous one), then
+        # the rest of it (the tracker read back holds only the latest session).
+        for begin, end in ((0, start + 5), (start, len(full.events))):
+            partial = DialogueStateTracker.from_events(
+                "b" * 64, list(full.events)[begin:end], slots=DOMAIN.slots
+            )
+            run(stock.save(partial))
+            run(ours.save(partial))
+        run(ours.save(partial))  # saved again with nothing new: nothing stored twice
+        previous = conversation("b" * 64, f"turn {session_number}", "x", at=at)
+    assert len(rows(url)) == len(rows(stock_url)) == 27
+    assert [r["type_name"] for r in rows(url)] == [r["type_name"] for r in rows(stock_url)]
+    for read in ("retrieve", "retrieve_full_tracker"):
+        theirs = run(getattr(stock, read)("b" * 64))
+        back = run(getattr(ours, read)("b" * 64))
+        assert [e.as_dict() for e in back.events] == [e.as_dict() for e in theirs.events]
+    latest = run(ours.retrieve("b" * 64))
+    assert latest.latest_message.text == "turn 2" and len(latest.events) == 9
+
+
 def test_a_message_parsed_as_an_intent_leaves_no_words_in_the_name_columns(url):
     """``/zq...`` parses as an intent named by the worker's words: that name is not kept, nor
     an action or slot name the domain does not have."""

@@ -28,6 +28,8 @@ import dataclasses
 import datetime as dt
 import logging
 
+from sqlalchemy.orm import joinedload
+
 from bot.channels import keywords as channel_keywords
 from bot.channels.bridge import RASA_ACTION_FAILED, RasaBridge  # noqa: F401 - tests import it
 from bot.channels.config import ChannelSettings
@@ -319,7 +321,7 @@ class Inbox:
                 self._lost.add(contact_id)
                 logger.warning("queue lease lost before a turn was stored: not stored here")
                 return None, None
-            message = session.get(Message, message_id)
+            message = session.get(Message, message_id, options=[joinedload(Message.contact)])
             if message is None:  # the worker erased their data in this very turn
                 erased = True
             else:

@@ -27,6 +27,7 @@ from bot.sms import without_accents
 from bot.store import queue
 from bot.store import repository as repo
 from bot.store.models import Message, utcnow
+from bot.taxonomy import CASE_REF_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Outbox:
                 if not await asyncio.to_thread(self._send_failed, out_id, exc):
                     return
                 continue
-            sent = (out_id, str(provider_id) if provider_id else None)
+            sent = (out_id, str(provider_id) if provider_id else None, text)
 
     def _next_reply(self, contact_id: int, sent, still_ours):
         """Records the reply just sent (``sent``) and reads the next one to send, in one
@@ -111,7 +112,13 @@ class Outbox:
         return None
 
     @staticmethod
-    def _mark_sent(session, out_id: int, provider_id: str | None) -> None:
+    def _mark_sent(session, out_id: int, provider_id: str | None, text: str | None) -> None:
+        """Records a reply as sent. A reply that names a case may have given the worker its
+        secret: the transcript keeps it masked (the stored reply is read and rewritten). Any
+        other reply is marked in one statement, without reading it back."""
+        if not (text and CASE_REF_PATTERN.search(text)):
+            queue.mark_sent(session, out_id, provider_id)
+            return
         out = session.get(Message, out_id)
         if out is None:
             return

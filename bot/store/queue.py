@@ -28,8 +28,8 @@ import os
 import secrets
 import socket
 
-from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy.orm import Session, joinedload
 
 from bot.store.models import Contact, Message, QueueLease, utcnow
 
@@ -102,9 +102,11 @@ def mark_pending(message: Message, media: list | None, chat_message_id: str | No
 
 # --- reading the queue -------------------------------------------------------------------------
 def first(session: Session, contact_id: int, direction: str, status: str) -> Message | None:
-    """The oldest of a worker's messages in a queue (inbound pending, outbound queued)."""
+    """The oldest of a worker's messages in a queue (inbound pending, outbound queued), with
+    its contact in the same query (the turn and the send both need it)."""
     return session.execute(
         select(Message)
+        .options(joinedload(Message.contact))
         .where(
             Message.contact_id == contact_id,
             Message.direction == direction,
@@ -130,13 +132,30 @@ def _due(now: dt.datetime):
     )
 
 
+def _oldest(direction: str, status: str):
+    return (
+        select(func.min(Message.id))
+        .where(
+            Message.contact_id == bindparam("contact_id"),
+            Message.direction == direction,
+            Message.status == status,
+        )
+        .scalar_subquery()
+    )
+
+
+# When the worker's oldest pending message and oldest queued reply are due: one statement,
+# two columns, nothing decrypted (it runs at the end of every turn).
+_OLDEST_DUE_TIMES = select(Message.next_attempt_at).where(
+    Message.id.in_([_oldest("in", "pending"), _oldest("out", "queued")])
+)
+
+
 def has_due(session: Session, contact_id: int) -> bool:
     """The worker's oldest pending message or oldest queued reply is due now (a later one
     waits behind it, so it does not count)."""
-    return any(
-        message is not None and not is_later(message.next_attempt_at)
-        for message in (first_pending(session, contact_id), first_queued(session, contact_id))
-    )
+    times = session.execute(_OLDEST_DUE_TIMES, {"contact_id": contact_id}).scalars()
+    return any(not is_later(when) for when in times)
 
 
 def due_contacts(session: Session, limit: int, skip=frozenset()) -> list[int]:
@@ -152,6 +171,17 @@ def due_contacts(session: Session, limit: int, skip=frozenset()) -> list[int]:
         .limit(limit + len(skip))
     )
     return [cid for cid, _ in rows if cid not in skip][:limit]
+
+
+def mark_sent(session: Session, out_id: int, provider_id: str | None) -> None:
+    """A reply the provider took, in one statement (the reply is not read back)."""
+    values = {"status": "sent", "error": None}
+    if provider_id:
+        values["provider_id"] = provider_id
+    session.execute(
+        update(Message).where(Message.id == out_id).values(**values)
+        .execution_options(synchronize_session=False)
+    )  # fmt: skip
 
 
 def reply_of(session: Session, message_id: int, author: str) -> Message | None:
