@@ -132,7 +132,7 @@ class Inbox:
             if inbound.channel == "whatsapp" and contact.id is not None:
                 # The worker wrote: WhatsApp's 24-hour window is open again for what it held.
                 queue.release_window_held(session, contact.id)
-            message = repo.add_message(
+            repo.add_message(
                 session,
                 contact=contact,
                 direction="in",
@@ -142,9 +142,8 @@ class Inbox:
                 # On the worker's open case at once: caseworkers see it live, and it reopens a
                 # resolved case (a closed one stays closed).
                 case=repo.latest_case(session, contact=contact, open_or_resolved=True),
+                **queue.pending(inbound.media, inbound.chat_message_id),
             )
-            queue.mark_pending(message, inbound.media, inbound.chat_message_id)
-            session.flush()
             return contact.id
 
     def schedule(self, contact_id: int) -> None:
@@ -331,13 +330,11 @@ class Inbox:
                     ids = self._chat_message_ids(session, contact_id)
                 else:
                     for text in texts:
-                        out = repo.add_message(
+                        repo.add_message(
                             session, contact=message.contact, case=message.case,
                             direction="out", text=text, channel=channel, author="bot",
+                            **queue.queued_reply(message.id),
                         )  # fmt: skip
-                        out.status = "queued"
-                        out.reply_to_id = message.id
-                        out.next_attempt_at = utcnow()
                     self.keywords.offer_plain_sms(session, message)
             # The first reply to send, read in this transaction (the outbox needs no other).
             reply = None if erased else self.outbox.next_reply(session, contact_id)

@@ -14,7 +14,7 @@ import logging
 from bot.channels import texts
 from bot.store import queue
 from bot.store import repository as repo
-from bot.store.models import Message, utcnow
+from bot.store.models import Message
 from nlu.commands import CommandWords
 
 logger = logging.getLogger(__name__)
@@ -100,10 +100,8 @@ class ChannelKeywords:
             channel=message.channel,
             language=language,
             author=author,
+            **queue.queued_reply(message.id),
         )
-        out.status = "queued"
-        out.reply_to_id = message.id
-        out.next_attempt_at = utcnow()
         return out
 
     def offer_plain_sms(self, session, message: Message) -> None:

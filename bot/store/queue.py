@@ -93,11 +93,16 @@ def release_window_held(session: Session, contact_id: int) -> None:
     )
 
 
-def mark_pending(message: Message, media: list | None, chat_message_id: str | None) -> None:
-    message.status = "pending"
-    message.next_attempt_at = utcnow()
-    message.media = media or None
-    message.chat_message_id = chat_message_id
+def pending(media: list | None, chat_message_id: str | None) -> dict:
+    """The queue's columns of an inbound message just accepted (``repository.add_message``
+    sets them before the insert: one statement)."""
+    return {"status": "pending", "next_attempt_at": utcnow(), "media": media or None,
+            "chat_message_id": chat_message_id}  # fmt: skip
+
+
+def queued_reply(reply_to_id: int) -> dict:
+    """The queue's columns of a reply to send, due now (set before the insert)."""
+    return {"status": "queued", "reply_to_id": reply_to_id, "next_attempt_at": utcnow()}
 
 
 # --- reading the queue -------------------------------------------------------------------------

@@ -276,7 +276,10 @@ def add_message(
     intent: str | None = None,
     author: str | None = None,
     provider_id: str | None = None,
+    **queue_fields,
 ) -> Message:
+    """A message on the worker's transcript; ``queue_fields`` (the queue's columns: status,
+    next attempt, reply_to_id...) are set before it is inserted, in the same statement."""
     if direction not in ("in", "out"):
         raise StoreError("direction must be 'in' or 'out'")
     message = Message(
@@ -289,6 +292,7 @@ def add_message(
         intent=intent,
         author=author,
         provider_id=provider_id,
+        **queue_fields,
     )
     session.add(message)
     if case is not None and direction == "in":
