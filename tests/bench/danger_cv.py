@@ -9,7 +9,8 @@ first), and is measured twice: on all the scores (what the threshold was picked 
 on one fold and measured on the other (an honest estimate). ``--write`` stores the thresholds as
 each pack's ``danger_threshold`` (pack.yml). Also printed: the share of ordinary messages (the
 held-out intent set's, ``tests/data/heldout``, every intent but ``emergency``) flagged at each
-threshold, which is what a caseworker pays for a low threshold. Takes about 11 minutes.
+threshold, which is what a caseworker pays for a low threshold.
+Takes about 20 minutes (five rounds).
 
     uv run python tests/bench/danger_cv.py [--target 0.96] [--write] [--errors LANG,...]
 """
