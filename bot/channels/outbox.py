@@ -27,7 +27,6 @@ from bot.sms import without_accents
 from bot.store import queue
 from bot.store import repository as repo
 from bot.store.models import Message, utcnow
-from bot.taxonomy import CASE_REF_PATTERN
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +115,7 @@ class Outbox:
         """Records a reply as sent. A reply that names a case may have given the worker its
         secret: the transcript keeps it masked (the stored reply is read and rewritten). Any
         other reply is marked in one statement, without reading it back."""
-        if not (text and CASE_REF_PATTERN.search(text)):
+        if not repo.names_a_case(text):
             queue.mark_sent(session, out_id, provider_id)
             return
         out = session.get(Message, out_id)

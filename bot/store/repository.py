@@ -476,6 +476,12 @@ _DIGITS = regex.compile(r"(?<!\d)\d{4,8}(?!\d)")
 _ISSUED_SECRETS = "helpline_issued_secrets"  # Session.info: reference -> secret issued in it
 
 
+def names_a_case(text: str | None) -> bool:
+    """Whether ``text`` names a case: only such a text can carry a case's secret
+    (``mask_secrets`` has nothing to mask in any other)."""
+    return bool(text and taxonomy.CASE_REF_PATTERN.search(text))
+
+
 def mask_secrets(session: Session, text: str | None) -> str | None:
     """``text`` with the secret of any case it names masked (``SECRET_MASK``): what the
     transcript keeps of a reply that gave a worker their case's secret. Only numbers in a text
