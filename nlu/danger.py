@@ -725,10 +725,11 @@ class EncoderNetworks:
 
         from nlu.embedding import Embedder
 
-        # In float64: trained in float32, the Adam state of units that stop learning decays
-        # into subnormal numbers, which the CPU multiplies 15 times slower (measured on this
-        # training set: an epoch went from 0.55 s to 9 s after 5 epochs, 27 minutes in all;
-        # 0.9 s an epoch in float64, under 3 minutes).
+        # In float64: trained in float32, values of units that stop learning shrink into
+        # subnormal numbers, which some CPUs multiply about 15 times slower (measured on this
+        # training set: an epoch went from 0.55 s to 9 s after 5 epochs; the component took
+        # 31 minutes, and 21 in float64, where such values come later but still come:
+        # docs/benchmarks.md, "A fifth round").
         x = np.asarray(Embedder.shared().vectors(list(texts)), dtype=np.float64)
         labels = np.asarray(labels)
         # scikit-learn's network takes no sample weights: a message weighing w appears w times,
