@@ -132,7 +132,7 @@ def train(
 
     print(
         f"training on {len(files)} files from {len(packs)} locale packs "
-        f"({', '.join(p.code for p in packs)}); this takes a minute or two...",
+        f"({', '.join(p.code for p in packs)}); this takes 5 to 15 minutes on 2 cores...",
         file=sys.stderr,
     )
     from rasa.api import train as rasa_train

@@ -36,6 +36,7 @@ stored as JSON (no pickle).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import unicodedata
@@ -711,6 +712,39 @@ class DangerDetector:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+# Below this, a network's weight or Adam moment is set to zero after each step. Trained on the
+# labelled messages, a third of the first layer's weights (units that stopped learning) decayed
+# below 1e-308 after 35 epochs even in float64, and so did their gradients: subnormal numbers,
+# which some CPUs (an Intel one here; not this AMD EPYC) multiply about 15 times slower, so that
+# the same training took 4 minutes on one machine and over 20 on another. A weight this small
+# changes no output (the model is stored to 5 decimals), and a unit that no longer learns stays
+# one: tests/test_danger.py checks that flushing leaves the network's predictions as they were.
+FLUSH_BELOW = 1e-200
+
+
+@contextlib.contextmanager
+def _flushing_adam():
+    """scikit-learn's MLP with an Adam optimizer that flushes tiny values to zero after each step
+    (``FLUSH_BELOW``). scikit-learn builds its optimizer from a module global, replaced for the
+    duration of the block (training runs on one thread)."""
+    from sklearn.neural_network import _multilayer_perceptron as mlp
+    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
+
+    class FlushingAdam(AdamOptimizer):
+        def update_params(self, params, grads):
+            super().update_params(params, grads)
+            for a in (*params, *self.ms, *self.vs):
+                np.putmask(a, np.abs(a) < FLUSH_BELOW, 0.0)
+
+    if mlp.AdamOptimizer is not AdamOptimizer:
+        raise RuntimeError("scikit-learn's MLP optimizer is already replaced")
+    mlp.AdamOptimizer = FlushingAdam
+    try:
+        yield
+    finally:
+        mlp.AdamOptimizer = AdamOptimizer
+
+
 class EncoderNetworks:
     """Small networks on the encoder's embeddings (``nlu.embedding``): one hidden layer (ReLU),
     a logistic output, several seeds averaged. Trained with scikit-learn, run with numpy,
@@ -725,11 +759,9 @@ class EncoderNetworks:
 
         from nlu.embedding import Embedder
 
-        # In float64: trained in float32, values of units that stop learning shrink into
-        # subnormal numbers, which some CPUs multiply about 15 times slower (measured on this
-        # training set: an epoch went from 0.55 s to 9 s after 5 epochs; the component took
-        # 31 minutes, and 21 in float64, where such values come later but still come:
-        # docs/benchmarks.md, "A fifth round").
+        # In float64, and with values too small to matter flushed to zero (``_flushing_adam``):
+        # the weights of units that stop learning shrink into subnormal numbers, which some CPUs
+        # multiply about 15 times slower (docs/benchmarks.md, "A fifth round").
         x = np.asarray(Embedder.shared().vectors(list(texts)), dtype=np.float64)
         labels = np.asarray(labels)
         # scikit-learn's network takes no sample weights: a message weighing w appears w times,
@@ -743,7 +775,7 @@ class EncoderNetworks:
             net = MLPClassifier(
                 (EMBED_HIDDEN,), alpha=EMBED_ALPHA, max_iter=EMBED_EPOCHS, random_state=seed
             )
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), _flushing_adam():
                 warnings.simplefilter("ignore")  # "not converged": the epochs are chosen
                 net.fit(x[rows], labels[rows])
             w1, w2 = net.coefs_

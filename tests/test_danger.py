@@ -215,6 +215,34 @@ def test_what_is_learnt_is_stored_as_json_and_gives_the_same_answers(tiny, tmp_p
         assert abs(loaded.assess(text).score - tiny.assess(text).score) < 1e-3
 
 
+def test_the_encoder_networks_training_flushes_subnormal_values_and_nothing_else():
+    """Weights and Adam moments below danger.FLUSH_BELOW become zero after each step (subnormal
+    numbers made the training over 5 times slower on an Intel CPU); larger ones get Adam's update exactly;
+    scikit-learn's own optimizer is back after the block."""
+    import numpy as np
+    from sklearn.neural_network import _multilayer_perceptron as mlp
+    from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
+
+    start = np.array([1e-250, -1e-250, 0.5, -0.25, 1e-150, 0.0])
+    grads = [np.array([0.0, 0.0, 0.1, -0.2, 0.0, 1e-120])]  # the last one squared is tiny
+    with danger._flushing_adam():
+        assert mlp.AdamOptimizer is not AdamOptimizer
+        flushing = mlp.AdamOptimizer([start.copy()], 1e-3, 0.9, 0.999, 1e-8)
+    assert mlp.AdamOptimizer is AdamOptimizer
+    plain = AdamOptimizer([start.copy()], 1e-3, 0.9, 0.999, 1e-8)
+    flushed, unflushed = [start.copy()], [start.copy()]
+    for _ in range(3):
+        flushing.update_params(flushed, grads)
+        plain.update_params(unflushed, grads)
+    big = np.abs(unflushed[0]) >= danger.FLUSH_BELOW
+    assert big.tolist() == [False, False, True, True, True, True]
+    assert np.array_equal(flushed[0][big], unflushed[0][big])
+    assert not flushed[0][~big].any() and unflushed[0][:2].any()
+    for moments in (flushing.ms, flushing.vs):
+        assert not (np.abs(moments[0][moments[0] != 0]) < danger.FLUSH_BELOW).any()
+    assert np.abs(plain.vs[0][-1]) < danger.FLUSH_BELOW and plain.vs[0][-1] != 0
+
+
 ROWS = """# label, kind, variant, form, text
 danger\tsuicide\tnative\tindirect\tzorblat quenna vestry tonight
 danger\tfire\tnative\tdirect\tsmoke in the dorm now cannot get out
