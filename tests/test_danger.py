@@ -217,8 +217,8 @@ def test_what_is_learnt_is_stored_as_json_and_gives_the_same_answers(tiny, tmp_p
 
 def test_the_encoder_networks_training_flushes_subnormal_values_and_nothing_else():
     """Weights and Adam moments below danger.FLUSH_BELOW become zero after each step (subnormal
-    numbers made the training over 5 times slower on an Intel CPU); larger ones get Adam's update exactly;
-    scikit-learn's own optimizer is back after the block."""
+    numbers made the training over 5 times slower on an Intel CPU); larger ones get Adam's
+    update exactly; scikit-learn's own optimizer is back after the block."""
     import numpy as np
     from sklearn.neural_network import _multilayer_perceptron as mlp
     from sklearn.neural_network._stochastic_optimizers import AdamOptimizer
