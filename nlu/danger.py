@@ -73,7 +73,11 @@ THRESHOLD = 0.3  # classifier probability that counts as danger, for a pack with
 WEAK_THRESHOLD = 0.2  # below THRESHOLD, at least this: a weak signal
 # A lexicon phrase is danger unless the classifier is this sure it is not ("my wife will kill me
 # if I forget the gift haha"); below it, the phrase is a weak signal (two in a row are danger).
-LEXICON_FLOOR = 0.05
+# Cross-validated on the five rounds of labelled messages, thresholds picked again for each
+# (held-out, target recall 0.96): 0.05 -> 0.15 kept recall (0.954 both) and lowered false alarms
+# 0.104 -> 0.092, in both folds, most on danger that is over (0.158 -> 0.113); 0.1 gave 0.098,
+# 0.2 0.099, no floor (phrases alone) 0.101, every phrase danger 0.171 (docs/benchmarks.md).
+LEXICON_FLOOR = 0.15
 # Every other intent's examples (ordinary messages: "my salary has not come", "bye") weigh this
 # much against danger: lower, and the classifier flags ordinary complaints (cross-validated:
 # 1.0 flagged 10.9 % of ordinary messages, 2.0 9.0 %, at the same recall and 0.004 more false
