@@ -50,9 +50,10 @@ train: install ## train the model if there is none or its inputs changed
 run: install ## install, train if needed, start the helpline (in development unless HELPLINE_ENV says otherwise)
 	HELPLINE_ENV=$${HELPLINE_ENV:-development} $(RUN) helpline run
 
-# The model is trained before pytest, not by its first test: a training from nothing (about 10
-# minutes, more on a slow CPU) is then not counted against one test's timeout.
-test: install browser ## install and run the whole test suite (lint, train the model if needed, tests; about 25 min from nothing)
+# The model is trained before pytest, not by its first test: a training from nothing (about 6
+# minutes on 2 cores with the embedding cache warm, more on a slow CPU) is then not counted
+# against one test's timeout.
+test: install browser ## install and run the whole test suite (lint, train the model if needed, tests; about 27 min from nothing)
 	$(RUN) ruff check bot nlu actions tests
 	$(RUN) helpline train
 	$(RUN) pytest -ra

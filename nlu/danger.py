@@ -722,7 +722,8 @@ class DangerDetector:
 # which some CPUs (an Intel one here; not this AMD EPYC) multiply about 15 times slower, so that
 # the same training took 4 minutes on one machine and over 20 on another. A weight this small
 # changes no output (the model is stored to 5 decimals), and a unit that no longer learns stays
-# one: tests/test_danger.py checks that flushing leaves the network's predictions as they were.
+# one: on the training rows the predictions were the same to the last bit (docs/benchmarks.md);
+# tests/test_danger.py checks that only values below it change.
 FLUSH_BELOW = 1e-200
 
 
@@ -763,9 +764,7 @@ class EncoderNetworks:
 
         from nlu.embedding import Embedder
 
-        # In float64, and with values too small to matter flushed to zero (``_flushing_adam``):
-        # the weights of units that stop learning shrink into subnormal numbers, which some CPUs
-        # multiply about 15 times slower (docs/benchmarks.md, "A fifth round").
+        # In float64, values too small to matter flushed to zero (``FLUSH_BELOW``).
         x = np.asarray(Embedder.shared().vectors(list(texts)), dtype=np.float64)
         labels = np.asarray(labels)
         # scikit-learn's network takes no sample weights: a message weighing w appears w times,
