@@ -215,6 +215,40 @@ def test_what_is_learnt_is_stored_as_json_and_gives_the_same_answers(tiny, tmp_p
         assert abs(loaded.assess(text).score - tiny.assess(text).score) < 1e-3
 
 
+def test_sure_ngrams_are_not_lowered_by_the_encoder(tiny):
+    """The n-grams NGRAMS_ENOUGH sure decide alone; below that the encoder's opinion counts
+    (here a real network, on the real encoder's embedding, that is sure of no danger)."""
+    import copy
+
+    import numpy as np
+
+    from nlu.embedding import DIM
+
+    det = copy.copy(tiny)
+    zeros = np.zeros((DIM, 1), dtype=np.float32)
+    det.encoder = danger.EncoderNetworks(
+        [(zeros, np.zeros(1, np.float32), np.zeros(1, np.float32), -30.0)]
+    )
+    text = "i will end my life tonight"
+    sure = danger.NGRAMS_ENOUGH + 0.05
+    assert det._combine(sure, text, 0.5) == sure
+    assert det._combine(danger.NGRAMS_ENOUGH - 0.05, text, 0.5) < 1e-6
+    p, _ = det._ngrams(text)
+    assert p >= danger.NGRAMS_ENOUGH  # the tiny detector learnt this one
+    assert det.probability(text, "en")[0] == p and det.assess(text, "en").danger
+
+
+@pytest.mark.parametrize("pronoun", ["saya", "sy", "aku", "Aku", "aq", "gw", "gue"])
+def test_malay_and_indonesian_i_is_one_word_for_the_lexicon(pronoun):
+    lex = danger.Lexicon({"confinement": ["kurung sy"], "violence": ["pukul aku"]})
+    assert [m.kind for m in lex.danger_matches(f"majikan kurung {pronoun} dalam rumah")[0]] == [
+        "confinement"
+    ]
+    assert [m.kind for m in lex.danger_matches(f"dia pukul {pronoun}")[0]] == ["violence"]
+    assert lex.danger_matches("majikan kurung anjing")[0] == []
+    assert danger.normalize_for_matching("Gue. AKU, saya!") == "sy sy sy"
+
+
 def test_the_encoder_networks_training_flushes_subnormal_values_and_nothing_else():
     """Weights and Adam moments below danger.FLUSH_BELOW become zero after each step (subnormal
     numbers made the training over 5 times slower on an Intel CPU); larger ones get Adam's

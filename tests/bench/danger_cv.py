@@ -66,9 +66,18 @@ def as_lexicon(rows: list[dict]) -> danger.PackLexicon:
 
 
 def parts(det: danger.DangerDetector, text: str, language: str | None = None) -> dict:
+    """What the decision needs, from one detector: the lexicon's match, danger that is over,
+    the length rule and the combined score ``p``; also its parts (the n-grams' ``ng``, the
+    encoder's ``enc`` and its weight ``w``), so that other ways to combine them can be tried
+    on the same scores."""
     matches, _weak, over = det.lexicon.assess_phrases(text)
-    p, _ = det.probability(text, language)
-    return {"lex": bool(matches), "over": over, "p": p, "long": danger._long_enough(text)}
+    ng, _ = det._ngrams(text)
+    w = det.encoder_weight(text, language)
+    enc = det.encoder.probability(text) if w else None
+    p = ng if not w else float(ng ** (1.0 - w) * enc**w)
+    p = max(p, ng) if ng >= danger.NGRAMS_ENOUGH else p
+    return {"lex": bool(matches), "over": over, "p": p, "long": danger._long_enough(text),
+            "ng": ng, "enc": enc, "w": w}  # fmt: skip
 
 
 def hit(f: dict, threshold: float) -> bool:
