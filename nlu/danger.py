@@ -432,6 +432,14 @@ def decide(
     return None
 
 
+def combine(p_ngrams: float, p_encoder: float, w: float) -> float:
+    """The classifier's score from its two parts: a geometric mean with the encoder weighing
+    ``w``, unless the n-grams alone are ``NGRAMS_ENOUGH`` sure. Used by ``DangerDetector`` and by
+    the threshold search (tests/bench/danger_cv.py), which recombines stored parts."""
+    combined = float(p_ngrams ** (1.0 - w) * p_encoder**w)
+    return max(combined, p_ngrams) if p_ngrams >= NGRAMS_ENOUGH else combined
+
+
 def _non_ascii(text: str) -> bool:
     """Has a letter outside ASCII: Bengali, Burmese, Thai script or Vietnamese accents."""
     return any(ch.isalpha() and ord(ch) > 127 for ch in text)
@@ -640,8 +648,7 @@ class DangerDetector:
     def _combine(self, p: float, text: str, w: float) -> float:
         if w == 0.0:
             return p
-        combined = float(p ** (1.0 - w) * self.encoder.probability(text) ** w)
-        return max(combined, p) if p >= NGRAMS_ENOUGH else combined
+        return combine(p, self.encoder.probability(text), w)
 
     def probability(self, text: str, language: str | None = None) -> tuple[float, str | None]:
         """The danger score (n-grams and encoder combined) and the likeliest kind."""

@@ -74,8 +74,7 @@ def parts(det: danger.DangerDetector, text: str, language: str | None = None) ->
     ng, _ = det._ngrams(text)
     w = det.encoder_weight(text, language)
     enc = det.encoder.probability(text) if w else None
-    p = ng if not w else float(ng ** (1.0 - w) * enc**w)
-    p = max(p, ng) if ng >= danger.NGRAMS_ENOUGH else p
+    p = danger.combine(ng, enc, w) if w else ng
     return {"lex": bool(matches), "over": over, "p": p, "long": danger._long_enough(text),
             "ng": ng, "enc": enc, "w": w}  # fmt: skip
 
