@@ -16,14 +16,17 @@ from nlu.danger_eval import DANGER_SETS, load_danger_set, run, summarize
 pytestmark = pytest.mark.slow
 
 # The issue's targets are recall >= 0.95 in every language and for suicide, and false alarms
-# <= 0.10 in every language. Measured on 2026-12-04 (README "Danger detection", docs/benchmarks.md)
-# the recall targets are met, so the gate holds them: a later change to the packs or the pipeline
-# that loses recall below the target fails here. False alarms are not met yet: the ceiling holds
-# what was reached, two messages above it. Lower it as it improves.
+# <= 0.10 in every language. The recall targets are met (README "Danger detection",
+# docs/benchmarks.md), so the gate holds them: a later change to the packs or the pipeline that
+# loses recall below the target fails here. False alarms are met in 6 of 8 languages: the
+# ceilings hold what was reached with a margin of a message or two (a retrained model's scores
+# differ in the last digits). Lower them as it improves.
 TARGET_RECALL = 0.95
-# measured: bn 0.98, en 0.98, id 1.00, ms 0.95 (42 of 44), my 0.96, ne 0.98, th 0.98, vi 1.00
-SUICIDE_RECALL_FLOOR = 0.95  # measured 0.97
-FALSE_ALARM_CEILING = 0.28  # measured 0.11-0.23 by language; target 0.10
+# measured 2026-12-05: bn 1.00, en 1.00, id 0.98, ms 0.98, my 0.98, ne 1.00, th 0.98, vi 1.00
+SUICIDE_RECALL_FLOOR = 0.95  # measured 0.99 (118 of 119)
+# measured 0.00-0.12 by language (Burmese 8 of 76, Vietnamese 5 of 40); target 0.10
+FALSE_ALARM_CEILING = 0.15
+FALSE_ALARM_CEILING_ALL = 0.08  # measured 0.06 (21-22 of 346)
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +63,10 @@ def test_false_alarms_on_hard_negatives_in_every_language(summary):
         if summary[f"lang:{code}"]["false_alarms"] > FALSE_ALARM_CEILING
     }
     assert not high, f"false alarms above {FALSE_ALARM_CEILING}: {high}"
+    overall = summary["all"]["false_alarms"]
+    assert overall <= FALSE_ALARM_CEILING_ALL, f"false alarms {overall:.3f} ({_figures(summary)})"
 
 
 def test_better_than_the_previous_release_by_far(summary):
-    """The previous release's rule recalled 0.42 of this set (docs/benchmarks.md); 0.98 now."""
+    """The previous release's rule recalled 0.42 of this set (docs/benchmarks.md); 0.99 now."""
     assert summary["all"]["recall"] >= 0.95, _figures(summary)
