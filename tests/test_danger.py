@@ -233,7 +233,7 @@ def test_sure_ngrams_are_not_lowered_by_the_encoder(tiny):
     sure = danger.NGRAMS_ENOUGH + 0.05
     assert det._combine(sure, text, 0.5) == sure
     assert det._combine(danger.NGRAMS_ENOUGH - 0.05, text, 0.5) < 1e-6
-    p, _ = det._ngrams(text)
+    p, _ = det._ngrams(text, "en")
     assert p >= danger.NGRAMS_ENOUGH  # the tiny detector learnt this one
     assert det.probability(text, "en")[0] == p and det.assess(text, "en").danger
 
@@ -556,3 +556,28 @@ def test_after_words_of_suicide_safe_is_not_followed_by_a_rights_answer(services
     assert not [e for e in events if e.get("name") == "danger_topic"]
     _, said = run(a.ActionRoute(), tracker("1", "help", choice="1", slots={"country": "HK"}))
     assert said == [T.text("en", m.SAFE_NOW)]
+
+
+def test_latin_ngrams_are_weighed_per_language_too(tmp_path):
+    """Latin letters are shared by many packs' languages (romanized Bengali and Nepali,
+    Vietnamese without accents, Malay): a message in them also has its n-grams in its
+    language's block, so the same words can be danger in one language and safe in another;
+    other scripts, and a message of no known language, use the shared weights alone."""
+    none = {k: [] for k in danger.KINDS}
+    said = ["zorblat quenna tonight", "zorblat quenna now", "zorblat quenna again"]
+    xa = danger.PackLexicon("xa", none, [], [], [], none | {"suicide": said}, ["hello friend"])
+    xb = danger.PackLexicon("xb", none, [], [], [], none | {"fire": ["smoke in room"]}, said)
+    others = [("what is my salary", "wages", "xa"), ("hello", "greet", "xb")] * 3
+    det = danger.DangerDetector.train([xa, xb], others, embed=False)
+    assert sorted(det.block_coef) == ["xa", "xb"]
+    text = "zorblat quenna later"
+    in_xa, in_xb = det.probability(text, "xa")[0], det.probability(text, "xb")[0]
+    assert in_xa > det.probability(text)[0] > in_xb and in_xa - in_xb > 0.2
+    assert danger.latin_block("ঘুম আসে না zorblat", "xa") is None  # not only Latin letters
+    assert danger.latin_block("Việt có dấu", "vi") == "vi"  # accents are Latin letters
+    assert danger.latin_block("saya mau pulang", "ms") == danger.latin_block("x", "id")
+    path = tmp_path / "danger.json"
+    det.save(path)
+    loaded = danger.DangerDetector.load(path)
+    assert abs(loaded.probability(text, "xa")[0] - in_xa) < 1e-3
+    assert abs(loaded.probability(text, "xb")[0] - in_xb) < 1e-3

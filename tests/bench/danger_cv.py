@@ -50,19 +50,24 @@ def load(locales: Path):
         if lex is not None:
             lexicons.append(lex)
         for ex in locale_packs.read_examples(pack.nlu_files):
-            intent_examples.append((normalize(ex.text)[0], ex.intent))
+            intent_examples.append((normalize(ex.text)[0], ex.intent, pack.code))
         path = pack.path / danger.ROWS_FILE
         if path.is_file():
             rows += [dict(r, language=pack.code) for r in danger.load_rows(path)]
     return lexicons, intent_examples, rows
 
 
-def as_lexicon(rows: list[dict]) -> danger.PackLexicon:
+def as_lexicons(rows: list[dict]) -> list[danger.PackLexicon]:
+    """The labelled messages as one lexicon a language (its code: the n-grams' language block)."""
     none = {k: [] for k in danger.KINDS}
-    danger_rows = {k: [r["text"] for r in rows if r["label"] == "danger" and r["kind"] == k]
-                   for k in danger.KINDS}  # fmt: skip
-    safe_rows = [r["text"] for r in rows if r["label"] == "safe"]
-    return danger.PackLexicon("rows", none, [], [], [], none, [], danger_rows, safe_rows)
+    out = []
+    for lang in sorted({r["language"] for r in rows}):
+        mine = [r for r in rows if r["language"] == lang]
+        danger_rows = {k: [r["text"] for r in mine if r["label"] == "danger" and r["kind"] == k]
+                       for k in danger.KINDS}  # fmt: skip
+        safe_rows = [r["text"] for r in mine if r["label"] == "safe"]
+        out.append(danger.PackLexicon(lang, none, [], [], [], none, [], danger_rows, safe_rows))
+    return out
 
 
 def parts(det: danger.DangerDetector, text: str, language: str | None = None) -> dict:
@@ -71,7 +76,7 @@ def parts(det: danger.DangerDetector, text: str, language: str | None = None) ->
     encoder's ``enc`` and its weight ``w``), so that other ways to combine them can be tried
     on the same scores."""
     matches, _weak, over = det.lexicon.assess_phrases(text)
-    ng, _ = det._ngrams(text)
+    ng, _ = det._ngrams(text, language)
     w = det.encoder_weight(text, language)
     enc = det.encoder.probability(text) if w else None
     p = danger.combine(ng, enc, w) if w else ng
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         scored, ordinary_scored = kept["rows"], kept["ordinary"]
     for k in (0, 1) if None in scored else ():
         train = [r for r in rows if fold_of(r["text"]) != k]
-        det = danger.DangerDetector.train([*lexicons, as_lexicon(train)], intent_examples)
+        det = danger.DangerDetector.train([*lexicons, *as_lexicons(train)], intent_examples)
         for i, r in enumerate(rows):
             if fold_of(r["text"]) == k:
                 scored[i] = parts(det, normalize(r["text"])[0], r["language"])
