@@ -112,9 +112,9 @@ FORMAT_VERSION = 2  # 2: the n-grams' language blocks (``latin_block``); 1 is re
 # Vietnamese without accents, Indonesian, Malay and English. A message in Latin letters also has
 # its n-grams in its language's block, so that each language can weigh them its own way.
 # Indonesian and Malay are one block (the language identifier mixes them up). Cross-validated on
-# six rounds (docs/benchmarks.md): held-out false alarms 0.082 -> 0.078 at the same recall
-# (0.960) and ordinary messages flagged (5.3 %); Vietnamese 0.151 -> 0.130, Bengali 0.139 ->
-# 0.125, Nepali 0.102 -> 0.114.
+# six rounds (tests/bench/danger_cv.py, docs/benchmarks.md): held-out false alarms 0.082 ->
+# 0.075, recall 0.960 -> 0.958, ordinary messages flagged 5.3 % both; Vietnamese 0.151 -> 0.120,
+# Bengali 0.139 -> 0.120, Nepali 0.102 -> 0.110.
 LATIN_BLOCKS = {"id": "bahasa", "ms": "bahasa"}
 
 # Scripts without spaces between words: a phrase matches anywhere.
@@ -476,7 +476,7 @@ def _with_blocks(x, blocks: list[str | None], names: list[str]):
     index = {name: i for i, name in enumerate(names)}
     coo = x.tocoo()
     of_row = np.array([index.get(b, -1) if b else -1 for b in blocks])
-    block = of_row[coo.row] if len(coo.row) else np.zeros(0, dtype=int)
+    block = of_row[coo.row]
     keep = block >= 0
     width = x.shape[1]
     extra = csr_matrix(
@@ -616,6 +616,7 @@ class DangerDetector:
             phrases["not_danger"] += lex.not_danger
             phrases["not_now"] += lex.not_now
             safe_texts += lex.safe_examples + lex.not_danger
+            # Each text's language: this lexicon's code for what it just added to each list.
             for name, texts in (("danger_texts", danger_texts), ("danger_rows", danger_rows),
                                 ("safe_texts", safe_texts), ("safe_rows", safe_rows)):  # fmt: skip
                 of[name] += [lex.code] * (len(texts) - len(of[name]))
