@@ -53,10 +53,12 @@ run: install ## install, train if needed, start the helpline (in development unl
 # The model is trained before pytest, not by its first test: a training from nothing (about 6
 # minutes on 2 cores with the embedding cache warm, more on a slow CPU) is then not counted
 # against one test's timeout.
+# --durations: the 25 slowest tests are printed at the end, so that a run (CI's too) says where
+# the suite's minutes go.
 test: install browser ## install and run the whole test suite (lint, train the model if needed, tests; about 27 min from nothing)
 	$(RUN) ruff check bot nlu actions tests
 	$(RUN) helpline train
-	$(RUN) pytest -ra
+	$(RUN) pytest -ra --durations=25
 
 test-fast: install ## the tests that do not train a model
 	$(RUN) pytest -ra -m "not slow"
