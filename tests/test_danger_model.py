@@ -18,15 +18,15 @@ pytestmark = pytest.mark.slow
 # The targets are recall >= 0.95 in every language and for suicide, and false alarms
 # <= 0.10 in every language. The recall targets are met (README "Danger detection",
 # docs/benchmarks.md), so the gate holds them: a later change to the packs or the pipeline that
-# loses recall below the target fails here. False alarms are met in 6 of 8 languages: the
+# loses recall below the target fails here. False alarms are met in 7 of 8 languages: the
 # ceilings hold what was reached with a margin of a message or two (a retrained model's scores
 # differ in the last digits). Lower them as it improves.
 TARGET_RECALL = 0.95
 # measured 2026-12-05: bn 1.00, en 1.00, id 0.98, ms 0.98, my 0.98, ne 1.00, th 0.98, vi 1.00
 SUICIDE_RECALL_FLOOR = 0.95  # measured 0.99 (118 of 119)
-# measured 0.00-0.12 by language (Burmese 8 of 76, Vietnamese 5 of 40); target 0.10
+# measured 0.00-0.11 by language (Burmese 8 of 76, Vietnamese 3 of 40); target 0.10
 FALSE_ALARM_CEILING = 0.15
-FALSE_ALARM_CEILING_ALL = 0.08  # measured 0.05 (18 of 346)
+FALSE_ALARM_CEILING_ALL = 0.07  # measured 0.046 (16 of 346)
 
 
 @pytest.fixture(scope="module")

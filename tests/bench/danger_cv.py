@@ -10,7 +10,8 @@ on one fold and measured on the other (an honest estimate). ``--write`` stores t
 each pack's ``danger_threshold`` (pack.yml). Also printed: the share of ordinary messages (the
 held-out intent set's, ``tests/data/heldout``, every intent but ``emergency``) flagged at each
 threshold, which is what a caseworker pays for a low threshold.
-Takes 20-25 minutes on 2 cores (six rounds, 9,575 messages; 25 with the embedding cache empty).
+Takes 20-40 minutes on 2 cores (seven rounds, 9,975 messages: 40 on the sixteenth session's
+machine, where `helpline train` took 19 minutes with the embedding cache warm).
 
     uv run python tests/bench/danger_cv.py [--target 0.96] [--write] [--errors LANG,...]
 """
