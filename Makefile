@@ -50,12 +50,12 @@ train: install ## train the model if there is none or its inputs changed
 run: install ## install, train if needed, start the helpline (in development unless HELPLINE_ENV says otherwise)
 	HELPLINE_ENV=$${HELPLINE_ENV:-development} $(RUN) helpline run
 
-# The model is trained before pytest, not by its first test: a training from nothing (about 6
-# minutes on 2 cores with the embedding cache warm, more on a slow CPU) is then not counted
-# against one test's timeout.
+# The model is trained before pytest, not by its first test: a training from nothing (6 to 20
+# minutes on 2 cores with the embedding cache warm, 43 with it empty on a slow CPU) is then not
+# counted against one test's timeout.
 # --durations: the 25 slowest tests are printed at the end, so that a run (CI's too) says where
 # the suite's minutes go.
-test: install browser ## install and run the whole test suite (lint, train the model if needed, tests; about 27 min from nothing)
+test: install browser ## install and run the whole test suite (lint, train the model if needed, tests; 27-70 min from nothing, by CPU)
 	$(RUN) ruff check bot nlu actions tests
 	$(RUN) helpline train
 	$(RUN) pytest -ra --durations=25
