@@ -13,7 +13,8 @@ Afterwards:
   replies were stored once (one Rasa turn's worth);
 - every worker's replies reached the provider in the order of their messages;
 - no reply went to another worker (each reply's recipient is its contact's address);
-- nothing is left pending, queued or leased.
+- nothing is left pending or queued, and no worker leased: the only leases left are the killed
+  replica's, expired, for workers whose turn it had finished but not let go when it died.
 A reply in flight at the moment of the kill (the provider took it, the replica died before
 recording that) is sent again by the replica that takes the worker over: at least once, never
 lost (bot/channels/outbox.py). Those repeats are counted and bounded by the killed replica's
