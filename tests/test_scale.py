@@ -347,6 +347,7 @@ def _check_leases(db: Database, replicas: list[Replica]) -> None:
         time.sleep(0.5)
     assert not live, f"{len(live)} workers still leased 30 s after the queue drained"
     assert all(int(owner.split(":")[1]) in killed for owner, _ in leases), leases
+    print(f"scale: {len(leases)} expired leases of the killed replica left (purged after 10 min)")
 
 
 def _check(db: Database, recording: Recording, split_for_sms) -> None:
