@@ -253,6 +253,29 @@ def test_hostile_input_is_handled(channels, label, text):
     assert send_twilio(server, twilio_params("sms", text)) == 200
 
 
+def test_a_message_with_nothing_to_read_is_answered_and_holds_nothing_up(channels):
+    """Only invisible, control or space characters: no word for the NLU to read. Rasa's intent
+    classifier raised on such a message, so the queue retried it and held the worker's next
+    messages behind it until a caseworker was alerted. Now the worker is shown the menu again,
+    and their next message is answered at once."""
+    server, _, twilio, db = channels
+    phone = "+60123450077"
+    nothing = "\u200b \x07\u200d"
+
+    def say(text: str) -> None:
+        assert send_twilio(server, {**twilio_params("sms", text), "From": phone}) == 200
+
+    say(nothing)
+    bodies = _replies_to(twilio, phone, 0, timeout=60)
+    assert bodies, "no answer to a message with nothing to read"
+    count = len(bodies)
+    say("my boss keeps my passport")
+    assert len(_replies_to(twilio, phone, count, timeout=60)) > count
+    with db.session() as s:
+        mine = [m for m in s.query(Message).filter_by(direction="in") if m.text == nothing]
+        assert [(m.status, m.attempts or 0) for m in mine] == [("done", 0)]
+
+
 def test_broken_and_unknown_requests(channels):
     server, _, _, _ = channels
     headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": SECRET}

@@ -86,6 +86,7 @@ def test_helpline_parse_command(model, tmp_path):
         b"<script>alert(1)</script>'; DROP TABLE cases;--",
         b"\x00\x07 control \x1b[31m",
         "😭😭😭".encode(),
+        "\u200b \x07".encode(),  # nothing to read: no word, so no intent (it used to raise)
     ]
     proc = subprocess.run(
         [sys.executable, "-m", "bot.cli", "parse", "--model", str(model)],
@@ -114,7 +115,8 @@ def test_helpline_parse_command(model, tmp_path):
     assert out[1]["intent"] is None  # an empty line stays a line
     assert out[2]["language"] == "bn"
     assert "\ufffd" in out[3]["text"]  # invalid bytes replaced, not fatal
-    assert all(o["intent"] for i, o in enumerate(out) if i != 1)
+    assert all(o["intent"] for i, o in enumerate(out) if i not in (1, 8))
+    assert out[8]["intent"] is None and out[8]["danger_kind"] is None
 
 
 def test_parse_without_a_model_is_a_clear_error(tmp_path):
@@ -236,17 +238,54 @@ LANGUAGE_FLOORS = {
 
 
 @pytest.fixture(scope="session")
-def heldout_scores(model):
-    from nlu.evaluation import evaluate, load_heldout
+def agent(model):
+    """The model loaded once for both sets' scores."""
+    from rasa.core.agent import Agent
 
-    return evaluate(model, load_heldout())
+    return Agent.load(str(model))
 
 
 @pytest.fixture(scope="session")
-def blind_scores(model):
+def heldout_scores(model, agent):
+    from nlu.evaluation import evaluate, load_heldout
+
+    return evaluate(model, load_heldout(), agent=agent, batched=True)
+
+
+@pytest.fixture(scope="session")
+def blind_scores(model, agent):
     from nlu.evaluation import BLIND_DIR, evaluate, load_heldout
 
-    return evaluate(model, load_heldout(BLIND_DIR))
+    return evaluate(model, load_heldout(BLIND_DIR), agent=agent, batched=True)
+
+
+def test_scoring_in_batches_gives_what_one_message_at_a_time_gives(agent):
+    """The sets are scored in batches (``parse_many``); the product parses one message at a
+    time. Every tenth held-out message (with its Zawgyi copy), and hostile ones, both ways."""
+    import asyncio
+
+    from nlu.evaluation import load_heldout, parse_many
+
+    texts = [row["text"] for row in load_heldout()[::10]]
+    texts += ["", "   ", "\x00\x07", "x" * 20_000, "😭😭😭", "/greet", "HX-৪৮২১ কেসের কী খবর"]
+    loop = asyncio.new_event_loop()
+    one = [loop.run_until_complete(agent.parse_message(text)) for text in texts]
+    many = parse_many(agent, texts, batch=64)
+
+    def key(r):
+        return (
+            r["intent"]["name"],
+            round(r["intent"]["confidence"], 6),
+            [(i["name"], round(i["confidence"], 6)) for i in r.get("intent_ranking") or []][:3],
+            r.get("language"),
+            r.get("danger"),
+            r.get("danger_kind"),
+            [(e["entity"], e["value"], e["start"]) for e in r["entities"]],
+        )
+
+    differ = sum(key(a) != key(b) for a, b in zip(one, many, strict=True))
+    assert len(many) == len(texts) > 300
+    assert differ == 0, f"{differ} of {len(texts)} messages parsed differently in batches"
 
 
 @pytest.mark.parametrize("evaluation_set", ["heldout", "blind"])

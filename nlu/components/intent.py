@@ -2,6 +2,9 @@
 
 Trained, stored (skops) and run exactly as Rasa's: only the loaded weights' memory order changes
 (``nlu.weights``), which saves Rasa's classifier a copy of all its weights on every message.
+A message with nothing to read (only spaces, control or invisible characters: no token, so no
+feature) gets no intent, where Rasa's classifier raises and the worker's queue would retry it;
+the ``FallbackClassifier`` after it then answers ``nlu_fallback`` (the menu, asked again).
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from typing import Any
 
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.classifiers.logistic_regression_classifier import LogisticRegressionClassifier
+from rasa.shared.nlu.constants import TEXT
+from rasa.shared.nlu.training_data.message import Message
 
 from nlu.weights import lay_out
 
@@ -23,3 +28,19 @@ class IntentClassifier(LogisticRegressionClassifier):
         component = super().load(*args, **kwargs)
         lay_out(getattr(component, "clf", None))
         return component
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        readable = [m for m in messages if _has_features(m)]
+        if readable:
+            super().process(readable)
+        for message in messages:
+            if not _has_features(message):
+                message.set("intent", {"name": None, "confidence": 0.0}, add_to_output=True)
+                message.set("intent_ranking", [], add_to_output=True)
+        return messages
+
+
+def _has_features(message: Message) -> bool:
+    sparse = message.get_sparse_features(attribute=TEXT)[1]
+    dense = message.get_dense_features(attribute=TEXT)[1]
+    return sparse is not None or dense is not None
