@@ -112,14 +112,19 @@ class ValidateGrievanceForm(FormValidationAction):
                 return {slot: int(number.group())}
             turn.say(m.NUMBER_HINT)
             return {slot: None}
+        text = turn.text.strip()
+        if not text:
+            # Nothing to read (only invisible, control or space characters, gone after the
+            # NLU's normalizer): no answer, so the question is asked again. Kept as skipped, it
+            # lost the answer, and the worker's next message was read as the next question's.
+            return {slot: None}
         if slot == "intake_country":
             country = dialogue.country_from_answer(turn)
             if country:
                 return {slot: country, "country": country}
             # Not one of the listed countries: keep the worker's words, don't ask again.
-            return {slot: turn.text.strip()[:100] or SKIPPED}
-        text = turn.text.strip()
-        return {slot: text or SKIPPED}
+            return {slot: text[:100]}
+        return {slot: text}
 
 
 def _validator(slot: str):

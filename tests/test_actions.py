@@ -409,6 +409,10 @@ def test_form_reads_skip_cancel_yes_no_and_numbers(services):
         "intake_country": "SG",
         "country": "SG",
     }
+    # Nothing to read (the normalizer leaves no text): no answer, the question comes again.
+    assert answer("intake_what", "") == {"intake_what": None}
+    assert answer("intake_country", "  ") == {"intake_country": None}
+    assert answer("intake_city", " Penang port ") == {"intake_city": "Penang port"}
 
 
 def test_form_questions_depend_on_topic_and_country():
