@@ -84,19 +84,21 @@ def evaluate(model: Path, rows: list[dict], agent=None, batched: bool = False) -
     from sklearn.metrics import f1_score
 
     agent = agent or Agent.load(str(model))
-    loop = asyncio.new_event_loop()
-    for text in ("warm up", "আমার বেতন", "เงินเดือน"):
-        loop.run_until_complete(agent.parse_message(text))
     latencies = []
-    predictions = []
-    parsed = parse_many(agent, [row["text"] for row in rows]) if batched else None
-    for n, row in enumerate(rows):
-        if parsed is not None:
-            result = parsed[n]
-        else:
+    if batched:
+        parsed = parse_many(agent, [row["text"] for row in rows])
+    else:  # one at a time, timed, after a warm-up
+        loop = asyncio.new_event_loop()
+        for text in ("warm up", "আমার বেতন", "เงินเดือน"):
+            loop.run_until_complete(agent.parse_message(text))
+        parsed = []
+        for row in rows:
             start = time.perf_counter()
-            result = loop.run_until_complete(agent.parse_message(row["text"]))
+            parsed.append(loop.run_until_complete(agent.parse_message(row["text"])))
             latencies.append((time.perf_counter() - start) * 1000)
+        loop.close()
+    predictions = []
+    for result in parsed:
         ranking = [r["name"] for r in result.get("intent_ranking") or []]
         # stock Rasa's FallbackClassifier answers nlu_fallback; score its best real intent
         intent = next((n for n in ranking if n != "nlu_fallback"), None)

@@ -261,7 +261,7 @@ def blind_scores(model, agent):
 
 def test_scoring_in_batches_gives_what_one_message_at_a_time_gives(agent):
     """The sets are scored in batches (``parse_many``); the product parses one message at a
-    time. Every tenth held-out message (with its Zawgyi copy), and hostile ones, both ways."""
+    time. Every tenth held-out message (Zawgyi copies among them), and hostile ones, both ways."""
     import asyncio
 
     from nlu.evaluation import load_heldout, parse_many

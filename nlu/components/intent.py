@@ -30,13 +30,15 @@ class IntentClassifier(LogisticRegressionClassifier):
         return component
 
     def process(self, messages: list[Message]) -> list[Message]:
-        readable = [m for m in messages if _has_features(m)]
-        if readable:
-            super().process(readable)
+        readable = []
         for message in messages:
-            if not _has_features(message):
+            if _has_features(message):
+                readable.append(message)
+            else:
                 message.set("intent", {"name": None, "confidence": 0.0}, add_to_output=True)
                 message.set("intent_ranking", [], add_to_output=True)
+        if readable:
+            super().process(readable)
         return messages
 
 
